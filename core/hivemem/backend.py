@@ -1,0 +1,297 @@
+"""The storage contract every backend plugin implements.
+
+A backend stores opaque byte values (encoded frames: it never sees plaintext
+objects) addressed by ``(namespace, kind, id)``, plus append-only *series*
+and numeric *counters*. All three are isolated per namespace.
+
+Rules every implementation follows (the conformance kit in
+:mod:`hivemem.testing` checks each one):
+
+* Any ``str`` that is valid Unicode (no lone surrogates) is a valid
+  namespace, kind, id, series name or counter field, including the empty
+  string, separators such as ``:``/``/``, control characters and very long
+  strings. Two different tuples never address the same data. Callers (the
+  :class:`~hivemem.memory.Memory`) validate length limits before they call.
+* Ids order by Unicode code point (which equals UTF-8 byte order). Listing by
+  prefix uses an index: its cost grows with what it returns, not with what is
+  stored.
+* ``version`` starts at 1 when a record is created and grows by one on each
+  write. ``expected_version=0`` means "must not exist"; ``n > 0`` means "must
+  currently be at version n"; a mismatch raises
+  :class:`~hivemem.errors.ConflictError` and changes nothing.
+* ``ttl`` is in seconds (float, > 0). A write without ``ttl`` stores a record
+  that never expires (it clears an earlier TTL, like Redis ``SET``). An
+  expired record is invisible to every read and listing.
+* Series entries are ordered by ``(ts, seq)``; ``seq`` is assigned by the
+  backend and unique within a series. ``start`` is inclusive, ``end``
+  exclusive. ``latest=True`` returns the *last* ``limit`` entries, still in
+  ascending order.
+* A cancelled call either happened completely or not at all.
+* Connection failures raise :class:`~hivemem.errors.BackendUnavailable`.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+
+
+@attrs.frozen(slots=True)
+class Record:
+    """A stored value with its version and absolute expiry (unix seconds or None)."""
+
+    value: bytes
+    version: int
+    expires_at: float | None = None
+
+
+@attrs.frozen(slots=True)
+class SeriesEntry:
+    """One entry of an append-only series."""
+
+    ts: float
+    seq: int
+    value: bytes
+
+
+@attrs.frozen
+class Capabilities:
+    """What a backend supports; the conformance kit skips tests by these flags.
+
+    A test that needs a capability the backend lacks is skipped and the skip
+    message names the flag (``supports_ttl`` ...).
+    """
+
+    supports_ttl: bool = True
+    supports_cas: bool = True
+    supports_series: bool = True
+    supports_counters: bool = True
+    #: data survives closing and reopening the backend with the same URL
+    persistent: bool = False
+    #: several processes opening the same URL see the same data
+    shared: bool = False
+    #: the largest value (bytes) one record can hold, None for no practical limit
+    max_value_size: int | None = None
+
+
+@attrs.frozen
+class KindStats:
+    """Count and stored bytes of one kind's live records."""
+
+    count: int
+    bytes: int
+
+
+@attrs.frozen
+class SeriesStats:
+    """Length, stored bytes and time span of one series."""
+
+    length: int
+    bytes: int
+    oldest: float | None
+    newest: float | None
+
+
+@attrs.frozen
+class NamespaceStats:
+    """Structured contents of one namespace (what ``Memory.summary()`` builds on)."""
+
+    kinds: dict[str, KindStats] = attrs.field(factory=dict)
+    series: dict[str, SeriesStats] = attrs.field(factory=dict)
+
+
+def prefix_upper(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix``.
+
+    None when there is no such string (empty prefix, or only U+10FFFF). With
+    it a prefix listing is the index range ``prefix <= id < prefix_upper``.
+    """
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            return "".join(chars) + chr(last + 1)
+    return None
+
+
+def prefix_upper_bytes(prefix: bytes) -> bytes | None:
+    """Byte-string form of :func:`prefix_upper` (UTF-8 never contains 0xFF)."""
+    raw = bytearray(prefix)
+    while raw:
+        last = raw.pop()
+        if last < 0xFF:
+            raw.append(last + 1)
+            return bytes(raw)
+    return None
+
+
+class Backend(abc.ABC):
+    """Abstract storage backend. Plugins subclass it and register a factory.
+
+    Construction must not do I/O; :meth:`open` connects (it is called once,
+    before any other coroutine) and :meth:`close` releases everything.
+    """
+
+    #: short name shown in stats and errors, e.g. ``"sqlite"``
+    name: ClassVar[str] = "backend"
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect / create schema. Default: nothing to do."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections, threads and files. Safe to call twice."""
+
+    @abc.abstractmethod
+    async def ping(self) -> bool:
+        """Return True when the store answers; raise BackendUnavailable otherwise."""
+
+    @abc.abstractmethod
+    async def stats(self) -> dict[str, Any]:
+        """Backend-level facts (engine version, file size, ...); JSON-serializable."""
+
+    # -- records -------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, ns: str, kind: str, id: str) -> Record | None:
+        """The live record at ``(ns, kind, id)`` or None."""
+
+    @abc.abstractmethod
+    async def get_many(self, ns: str, kind: str, ids: Sequence[str]) -> dict[str, Record]:
+        """Live records for ``ids`` (missing ids are absent), in one round trip."""
+
+    @abc.abstractmethod
+    async def put(
+        self,
+        ns: str,
+        kind: str,
+        id: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        expected_version: int | None = None,
+    ) -> int:
+        """Store ``value``; return the new version. See the module rules for CAS and TTL."""
+
+    @abc.abstractmethod
+    async def put_many(
+        self, ns: str, kind: str, items: Mapping[str, bytes], *, ttl: float | None = None
+    ) -> None:
+        """Store several records of one kind atomically where the store allows, one round trip."""
+
+    @abc.abstractmethod
+    async def delete(
+        self, ns: str, kind: str, id: str, *, expected_version: int | None = None
+    ) -> bool:
+        """Delete; True when a live record was removed. CAS as for :meth:`put`."""
+
+    @abc.abstractmethod
+    async def delete_many(self, ns: str, kind: str, ids: Sequence[str]) -> int:
+        """Delete several ids in one round trip; return how many live records went."""
+
+    @abc.abstractmethod
+    async def list_ids(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> list[str]:
+        """Ids starting with ``prefix`` in code-point order (descending when ``reverse``).
+
+        ``cursor`` is an exclusive bound in the direction of travel: pass the
+        last id of the previous page to get the next page.
+        """
+
+    @abc.abstractmethod
+    async def list_records(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> list[tuple[str, Record]]:
+        """Like :meth:`list_ids` but with the records, in one round trip where possible."""
+
+    @abc.abstractmethod
+    async def kinds(self, ns: str) -> list[str]:
+        """Sorted kinds that hold at least one live record in ``ns``."""
+
+    @abc.abstractmethod
+    async def namespace_stats(self, ns: str) -> NamespaceStats:
+        """Counts and bytes per kind, length and span per series (may cost a namespace scan)."""
+
+    @abc.abstractmethod
+    async def drop_namespace(self, ns: str) -> None:
+        """Remove every record, series and counter of ``ns``; other namespaces untouched."""
+
+    # -- series --------------------------------------------------------------
+    @abc.abstractmethod
+    async def append(
+        self, ns: str, series: str, value: bytes, *, ts: float | None = None
+    ) -> SeriesEntry:
+        """Append one entry (``ts`` defaults to now) without rewriting the series."""
+
+    @abc.abstractmethod
+    async def replace_series(
+        self, ns: str, series: str, entries: Sequence[tuple[float, bytes]]
+    ) -> None:
+        """Atomically replace a whole series with ``(ts, value)`` entries (in that order)."""
+
+    @abc.abstractmethod
+    async def read_series(
+        self,
+        ns: str,
+        series: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> list[SeriesEntry]:
+        """Entries with ``start <= ts < end`` in ascending order; see module rules."""
+
+    @abc.abstractmethod
+    async def series_names(self, ns: str, prefix: str = "") -> list[str]:
+        """Sorted names of non-empty series in ``ns`` starting with ``prefix``."""
+
+    @abc.abstractmethod
+    async def delete_series(self, ns: str, series: str) -> int:
+        """Delete a whole series; return how many entries went."""
+
+    # -- counters ------------------------------------------------------------
+    @abc.abstractmethod
+    async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:
+        """Atomically add ``amount`` to a numeric field (created at 0); return the new value."""
+
+    @abc.abstractmethod
+    async def get_counters(
+        self, ns: str, kind: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, float]]:
+        """``{id: {field: value}}`` for ids that have counters, in one round trip."""
+
+    @abc.abstractmethod
+    async def delete_counters(self, ns: str, kind: str, id: str) -> bool:
+        """Remove every counter field of one id; True when something was removed."""
+
+
+__all__ = [
+    "Backend",
+    "Capabilities",
+    "KindStats",
+    "NamespaceStats",
+    "Record",
+    "SeriesEntry",
+    "SeriesStats",
+    "prefix_upper",
+    "prefix_upper_bytes",
+]

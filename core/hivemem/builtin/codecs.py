@@ -1,0 +1,237 @@
+"""Builtin codecs: the ``json`` and ``pickle`` serializers, ``none`` and ``zlib``.
+
+The ``json`` serializer is the safe default. Beyond plain JSON it round-trips,
+through small tagged objects (``{"__hm__": "<type>", "v": ...}``):
+
+* ``tuple``, ``set``, ``frozenset`` (a set is stored sorted when its items sort)
+* ``bytes`` (``bytearray`` comes back as ``bytes``)
+* ``datetime`` (naive or aware: the UTC offset is kept), ``date``, ``time``, ``timedelta``
+* ``decimal.Decimal``, ``uuid.UUID``
+* dicts with non-``str`` keys (int, float, bool, None, tuple, ...)
+* ``float('nan')`` and infinities
+
+A user dict that itself contains the key ``"__hm__"`` is escaped, so no
+stored data can forge a tag. Anything else -- attrs classes, dataclasses,
+arbitrary objects -- raises :class:`~hivemem.errors.SerializationError`
+naming the type: convert with ``attrs.asdict``/``cattrs.unstructure`` or
+``dataclasses.asdict`` first (decoding into arbitrary classes would let the
+store choose which code runs). Subclasses of dict/list/str/int keep their
+values but come back as the base type.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+import json
+import pickle
+import uuid
+import zlib
+from typing import Any
+
+from ..errors import SerializationError
+
+TAG = "__hm__"
+
+
+def _encode(obj: Any) -> Any:
+    """Return a JSON-ready structure; the same object when nothing needs tagging."""
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is float:
+        if obj != obj or obj in (float("inf"), float("-inf")):
+            return {TAG: "float", "v": repr(obj)}
+        return obj
+    if t is dict:
+        out: dict[str, Any] | None = None
+        for k, v in obj.items():
+            if type(k) is not str or k == TAG:
+                return {TAG: "dict", "v": [[_encode(k), _encode(v)] for k, v in obj.items()]}
+            nv = _encode(v)
+            if nv is not v:
+                if out is None:
+                    out = dict(obj)
+                out[k] = nv
+        return obj if out is None else out
+    if t is list:
+        lst: list[Any] | None = None
+        for i, v in enumerate(obj):
+            nv = _encode(v)
+            if nv is not v:
+                if lst is None:
+                    lst = list(obj)
+                lst[i] = nv
+        return obj if lst is None else lst
+    if t is tuple:
+        return {TAG: "tuple", "v": [_encode(v) for v in obj]}
+    if t is set or t is frozenset:
+        items = list(obj)
+        try:
+            items.sort()
+        except TypeError:
+            pass
+        return {TAG: "set" if t is set else "frozenset", "v": [_encode(v) for v in items]}
+    if t is bytes or t is bytearray:
+        return {TAG: "bytes", "v": base64.b64encode(obj).decode("ascii")}
+    if t is dt.datetime:
+        return {TAG: "datetime", "v": obj.isoformat()}
+    if t is dt.date:
+        return {TAG: "date", "v": obj.isoformat()}
+    if t is dt.time:
+        return {TAG: "time", "v": obj.isoformat()}
+    if t is dt.timedelta:
+        return {TAG: "timedelta", "v": [obj.days, obj.seconds, obj.microseconds]}
+    if t is decimal.Decimal:
+        return {TAG: "decimal", "v": str(obj)}
+    if t is uuid.UUID:
+        return {TAG: "uuid", "v": str(obj)}
+    # subclasses of the JSON types: keep the value, lose the subclass
+    if isinstance(obj, bool):
+        return bool(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return _encode(float(obj))
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, dict):
+        return _encode(dict(obj))
+    if isinstance(obj, list):
+        return _encode(list(obj))
+    hint = ""
+    if hasattr(type(obj), "__attrs_attrs__"):
+        hint = "; convert it with attrs.asdict() or cattrs.unstructure() first"
+    elif hasattr(type(obj), "__dataclass_fields__"):
+        hint = "; convert it with dataclasses.asdict() first"
+    raise SerializationError(
+        f"json serializer cannot store a {t.__module__}.{t.__qualname__}{hint}"
+    )
+
+
+_DECODERS: dict[str, Any] = {
+    "tuple": tuple,
+    "set": set,
+    "frozenset": frozenset,
+    "bytes": lambda v: base64.b64decode(v.encode("ascii"), validate=True),
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "timedelta": lambda v: dt.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    "decimal": decimal.Decimal,
+    "uuid": uuid.UUID,
+    "float": float,
+    "dict": lambda v: {k: val for k, val in v},
+}
+
+
+def _object_hook(d: dict[str, Any]) -> Any:
+    if TAG in d:
+        try:
+            return _DECODERS[d[TAG]](d["v"])
+        except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
+            raise ValueError(f"bad tagged value {d.get(TAG)!r}") from exc
+    return d
+
+
+class JsonSerializer:
+    """Safe JSON serializer with tagged extensions (see module docstring)."""
+
+    name = "json"
+
+    def __init__(self, sort_keys: bool | str = False) -> None:
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False,
+            separators=(",", ":"),
+            sort_keys=str(sort_keys).lower() in ("1", "true", "yes"),
+        )
+        self._decoder = json.JSONDecoder(object_hook=_object_hook)
+
+    def __repr__(self) -> str:
+        return "JsonSerializer()"
+
+    def dumps(self, obj: Any) -> bytes:
+        """Encode ``obj`` as UTF-8 JSON."""
+        try:
+            return self._encoder.encode(_encode(obj)).encode("utf-8", "strict")
+        except UnicodeEncodeError:
+            raise SerializationError(
+                "json serializer cannot store a string with a lone surrogate"
+            ) from None
+        except RecursionError:
+            raise SerializationError("json serializer: value is nested too deeply") from None
+
+    def loads(self, data: bytes) -> Any:
+        """Decode UTF-8 JSON written by :meth:`dumps`."""
+        value = self._decoder.decode(data.decode("utf-8"))
+        return value
+
+
+class PickleSerializer:
+    """UNSAFE for stores others can write: unpickling runs code chosen by the data."""
+
+    name = "pickle"
+
+    def __init__(self, protocol: int | str = pickle.HIGHEST_PROTOCOL) -> None:
+        self.protocol = int(protocol)
+
+    def dumps(self, obj: Any) -> bytes:
+        """Pickle ``obj``."""
+        try:
+            return pickle.dumps(obj, protocol=self.protocol)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise SerializationError(f"pickle serializer cannot store value: {exc}") from None
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickle (only ever on trusted data)."""
+        return pickle.loads(data)  # noqa: S301 - explicitly chosen by name, documented unsafe
+
+
+class Identity:
+    """The ``none`` compressor/encryptor: bytes pass through unchanged."""
+
+    name = "none"
+
+    def encode(self, data: bytes) -> bytes | None:
+        """Decline: the frame records no stage."""
+        return None
+
+    def decode(self, data: bytes) -> bytes:
+        """Return ``data``."""
+        return data
+
+
+class ZlibCompressor:
+    """Standard-library deflate; bounded decompression."""
+
+    name = "zlib"
+
+    def __init__(
+        self,
+        level: int | str = 6,
+        min_size: int | str = 256,
+        max_output_size: int | str = 64 * 1024 * 1024,
+    ) -> None:
+        self.level = int(level)
+        self.min_size = int(min_size)
+        self.max_output_size = int(max_output_size)
+        if not -1 <= self.level <= 9:
+            raise ValueError(f"zlib level must be -1..9, got {self.level}")
+
+    def encode(self, data: bytes) -> bytes | None:
+        """Compress, or decline below ``min_size`` or when it does not shrink."""
+        if len(data) < self.min_size:
+            return None
+        out = zlib.compress(data, self.level)
+        return out if len(out) < len(data) else None
+
+    def decode(self, data: bytes) -> bytes:
+        """Decompress at most ``max_output_size`` bytes; ValueError past it."""
+        d = zlib.decompressobj()
+        out = d.decompress(data, self.max_output_size)
+        if d.unconsumed_tail:
+            raise ValueError(f"zlib output exceeds max_output_size={self.max_output_size}")
+        if not d.eof:
+            raise ValueError("truncated zlib stream")
+        return out

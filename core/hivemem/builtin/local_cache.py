@@ -1,0 +1,145 @@
+"""``local://`` -- in-process LRU cache with TTL, an entry budget and a byte budget.
+
+URL options: ``local://?max_entries=10000&max_bytes=67108864&ttl=300``
+(``ttl`` is the default TTL in seconds for entries set without one; 0 means
+none). The cache holds bytes; the :class:`~hivemem.memory.Memory` stores a
+private snapshot of each decoded value and builds a fresh object on every hit,
+so no caller can mutate what the cache holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlsplit
+
+from ..cache import Cache
+from ..errors import ConfigError
+
+
+def _int_option(options: dict[str, Any], name: str, default: int) -> int:
+    raw = options.get(name, default)
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"local cache option {name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"local cache option {name}={raw!r} must be >= 0")
+    return value
+
+
+class LocalCache(Cache):
+    """LRU + TTL, bounded by entries and bytes; all operations O(1)."""
+
+    name: ClassVar[str] = "local"
+    in_process: ClassVar[bool] = True
+
+    def __init__(self, url: str = "local://", **options: Any) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "local":
+            raise ConfigError(f"local cache needs a local:// URL, got {parts.scheme!r}")
+        merged = dict(parse_qsl(parts.query))
+        merged.update(options)
+        unknown = set(merged) - {"max_entries", "max_bytes", "ttl"}
+        if unknown:
+            raise ConfigError(f"unknown local cache option(s): {', '.join(sorted(unknown))}")
+        self.max_entries = _int_option(merged, "max_entries", 10_000)
+        self.max_bytes = _int_option(merged, "max_bytes", 64 * 1024 * 1024)
+        self.default_ttl = float(merged.get("ttl", 0) or 0) or None
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._bytes = 0
+        self.hits = self.misses = self.sets = self.evictions = self.expirations = 0
+
+    def __repr__(self) -> str:
+        return f"LocalCache(max_entries={self.max_entries}, max_bytes={self.max_bytes})"
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes currently held (values plus keys)."""
+        return self._bytes
+
+    def get_now(self, key: str) -> bytes | None:
+        """Synchronous get (the cache never blocks)."""
+        item = self._data.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        value, expires = item
+        if expires is not None and expires <= time.monotonic():
+            self._drop(key)
+            self.expirations += 1
+            self.misses += 1
+            return None
+        self._data.move_to_end(key)
+        self.hits += 1
+        return value
+
+    def set_now(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Synchronous set; evicts least recently used entries past either budget."""
+        size = len(value) + len(key)
+        if size > self.max_bytes or self.max_entries == 0:
+            self._drop(key)
+            return
+        ttl = ttl if ttl is not None else self.default_ttl
+        expires = time.monotonic() + ttl if ttl else None
+        self._drop(key)
+        self._data[key] = (value, expires)
+        self._bytes += size
+        self.sets += 1
+        while len(self._data) > self.max_entries or self._bytes > self.max_bytes:
+            old_key, (old_value, _) = self._data.popitem(last=False)
+            self._bytes -= len(old_value) + len(old_key)
+            self.evictions += 1
+
+    def _drop(self, key: str) -> bool:
+        item = self._data.pop(key, None)
+        if item is None:
+            return False
+        self._bytes -= len(item[0]) + len(key)
+        return True
+
+    def delete_now(self, key: str) -> None:
+        """Synchronous delete."""
+        self._drop(key)
+
+    def clear_now(self) -> None:
+        """Synchronous clear (the seed's ``clear_cache()`` is sync)."""
+        self._data.clear()
+        self._bytes = 0
+
+    async def get(self, key: str) -> bytes | None:
+        """See :meth:`Cache.get`."""
+        return self.get_now(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """See :meth:`Cache.set`."""
+        self.set_now(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        """See :meth:`Cache.delete`."""
+        self._drop(key)
+
+    async def clear(self) -> None:
+        """See :meth:`Cache.clear`."""
+        self.clear_now()
+
+    async def close(self) -> None:
+        """Drop everything."""
+        self.clear_now()
+
+    def stats(self) -> dict[str, Any]:
+        """hits, misses, sets, evictions, expirations, entries, bytes."""
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "sets": self.sets,
+            "evictions": self.evictions,
+            "expirations": self.expirations,
+            "errors": 0,
+            "entries": len(self._data),
+            "bytes": self._bytes,
+        }

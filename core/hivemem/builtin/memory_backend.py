@@ -1,0 +1,405 @@
+"""``memory://`` -- a process-local backend for tests and scratch work.
+
+``memory://`` gives a private store; ``memory://NAME`` a store shared by every
+backend opened with the same name in this process (until the process ends).
+Each coroutine runs without awaiting, so every operation is atomic with
+respect to other tasks and cannot be interrupted half-way by cancellation.
+Listing keeps a sorted id list per kind (binary search), series are kept
+sorted by ``(ts, seq)``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from ..backend import (
+    Backend,
+    Capabilities,
+    KindStats,
+    NamespaceStats,
+    Record,
+    SeriesEntry,
+    SeriesStats,
+    prefix_upper,
+)
+from ..errors import ConfigError, ConflictError
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], dict[str, Record]] = {}
+        self.sorted_ids: dict[tuple[str, str], list[str]] = {}
+        self.series: dict[tuple[str, str], list[tuple[float, int, bytes]]] = {}
+        self.counters: dict[tuple[str, str, str], dict[str, float]] = {}
+        self.seq = 0
+
+
+_NAMED: dict[str, _Store] = {}
+
+
+def _ttl_to_expiry(ttl: float | None) -> float | None:
+    if ttl is None:
+        return None
+    if ttl <= 0:
+        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
+    return time.time() + ttl
+
+
+class MemoryBackend(Backend):
+    """Dict-based backend; see the module docstring."""
+
+    name: ClassVar[str] = "memory"
+    capabilities: ClassVar[Capabilities] = Capabilities(persistent=False, shared=False)
+
+    def __init__(self, url: str = "memory://", **options: Any) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "memory":
+            raise ConfigError(f"memory backend needs a memory:// URL, got scheme {parts.scheme!r}")
+        self.store_name = (parts.netloc + parts.path).strip("/")
+        self._store: _Store | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"MemoryBackend({'memory://' + self.store_name!r})"
+
+    @property
+    def s(self) -> _Store:
+        if self._store is None:
+            if self.store_name:
+                self._store = _NAMED.setdefault(self.store_name, _Store())
+            else:
+                self._store = _Store()
+        return self._store
+
+    async def open(self) -> None:
+        """Attach to the (named or private) store."""
+        _ = self.s
+
+    async def close(self) -> None:
+        """Detach. A private store is dropped; a named one stays for other users."""
+        self._closed = True
+
+    async def ping(self) -> bool:
+        """Always reachable."""
+        return True
+
+    async def stats(self) -> dict[str, Any]:
+        """Number of kinds, records and series held."""
+        s = self.s
+        return {
+            "backend": "memory",
+            "store": self.store_name or None,
+            "records": sum(len(d) for d in s.records.values()),
+            "series": len(s.series),
+        }
+
+    # -- helpers ---------------------------------------------------------------
+    def _live(self, ns: str, kind: str, id: str, now: float) -> Record | None:
+        d = self.s.records.get((ns, kind))
+        if d is None:
+            return None
+        rec = d.get(id)
+        if rec is None:
+            return None
+        if rec.expires_at is not None and rec.expires_at <= now:
+            self._remove(ns, kind, id)
+            return None
+        return rec
+
+    def _remove(self, ns: str, kind: str, id: str) -> None:
+        key = (ns, kind)
+        d = self.s.records.get(key)
+        if d is None or id not in d:
+            return
+        del d[id]
+        ids = self.s.sorted_ids[key]
+        i = bisect.bisect_left(ids, id)
+        if i < len(ids) and ids[i] == id:
+            del ids[i]
+        if not d:
+            del self.s.records[key]
+            del self.s.sorted_ids[key]
+
+    def _store_rec(self, ns: str, kind: str, id: str, rec: Record) -> None:
+        key = (ns, kind)
+        d = self.s.records.get(key)
+        if d is None:
+            d = self.s.records[key] = {}
+            self.s.sorted_ids[key] = []
+        if id not in d:
+            bisect.insort(self.s.sorted_ids[key], id)
+        d[id] = rec
+
+    # -- records -----------------------------------------------------------------
+    async def get(self, ns: str, kind: str, id: str) -> Record | None:
+        """See :meth:`Backend.get`."""
+        return self._live(ns, kind, id, time.time())
+
+    async def get_many(self, ns: str, kind: str, ids: Sequence[str]) -> dict[str, Record]:
+        """See :meth:`Backend.get_many`."""
+        now = time.time()
+        out = {}
+        for id in ids:
+            rec = self._live(ns, kind, id, now)
+            if rec is not None:
+                out[id] = rec
+        return out
+
+    async def put(
+        self,
+        ns: str,
+        kind: str,
+        id: str,
+        value: bytes,
+        *,
+        ttl: float | None = None,
+        expected_version: int | None = None,
+    ) -> int:
+        """See :meth:`Backend.put`."""
+        expires = _ttl_to_expiry(ttl)
+        cur = self._live(ns, kind, id, time.time())
+        if expected_version is not None:
+            actual = cur.version if cur else 0
+            if actual != expected_version:
+                raise ConflictError(f"{kind}/{id}", expected_version, cur.version if cur else None)
+        version = (cur.version if cur else 0) + 1
+        self._store_rec(ns, kind, id, Record(bytes(value), version, expires))
+        return version
+
+    async def put_many(
+        self, ns: str, kind: str, items: Mapping[str, bytes], *, ttl: float | None = None
+    ) -> None:
+        """See :meth:`Backend.put_many`."""
+        expires = _ttl_to_expiry(ttl)
+        now = time.time()
+        for id, value in items.items():
+            cur = self._live(ns, kind, id, now)
+            self._store_rec(
+                ns, kind, id, Record(bytes(value), (cur.version if cur else 0) + 1, expires)
+            )
+
+    async def delete(
+        self, ns: str, kind: str, id: str, *, expected_version: int | None = None
+    ) -> bool:
+        """See :meth:`Backend.delete`."""
+        cur = self._live(ns, kind, id, time.time())
+        if expected_version is not None:
+            actual = cur.version if cur else 0
+            if actual != expected_version:
+                raise ConflictError(f"{kind}/{id}", expected_version, cur.version if cur else None)
+        if cur is None:
+            return False
+        self._remove(ns, kind, id)
+        return True
+
+    async def delete_many(self, ns: str, kind: str, ids: Sequence[str]) -> int:
+        """See :meth:`Backend.delete_many`."""
+        now = time.time()
+        n = 0
+        for id in set(ids):
+            if self._live(ns, kind, id, now) is not None:
+                self._remove(ns, kind, id)
+                n += 1
+        return n
+
+    def _scan(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str,
+        limit: int | None,
+        cursor: str | None,
+        reverse: bool,
+    ) -> list[tuple[str, Record]]:
+        key = (ns, kind)
+        ids = self.s.sorted_ids.get(key)
+        if not ids or (limit is not None and limit <= 0):
+            return []
+        d = self.s.records[key]
+        now = time.time()
+        out: list[tuple[str, Record]] = []
+        expired: list[str] = []
+        if not reverse:
+            lo = bisect.bisect_left(ids, prefix)
+            if cursor is not None:
+                lo = max(lo, bisect.bisect_right(ids, cursor))
+            i = lo
+            while i < len(ids):
+                id = ids[i]
+                if not id.startswith(prefix):
+                    break
+                rec = d[id]
+                if rec.expires_at is not None and rec.expires_at <= now:
+                    expired.append(id)
+                else:
+                    out.append((id, rec))
+                    if limit is not None and len(out) >= limit:
+                        break
+                i += 1
+        else:
+            upper = prefix_upper(prefix)
+            hi = len(ids) if upper is None else bisect.bisect_left(ids, upper)
+            if cursor is not None:
+                hi = min(hi, bisect.bisect_left(ids, cursor))
+            i = hi - 1
+            while i >= 0:
+                id = ids[i]
+                if not id.startswith(prefix):
+                    break
+                rec = d[id]
+                if rec.expires_at is not None and rec.expires_at <= now:
+                    expired.append(id)
+                else:
+                    out.append((id, rec))
+                    if limit is not None and len(out) >= limit:
+                        break
+                i -= 1
+        for id in expired:
+            self._remove(ns, kind, id)
+        return out
+
+    async def list_ids(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> list[str]:
+        """See :meth:`Backend.list_ids`."""
+        return [id for id, _ in self._scan(ns, kind, prefix, limit, cursor, reverse)]
+
+    async def list_records(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+    ) -> list[tuple[str, Record]]:
+        """See :meth:`Backend.list_records`."""
+        return self._scan(ns, kind, prefix, limit, cursor, reverse)
+
+    async def kinds(self, ns: str) -> list[str]:
+        """See :meth:`Backend.kinds`."""
+        out = []
+        for n, kind in list(self.s.records):
+            if n == ns and self._scan(ns, kind, "", 1, None, False):
+                out.append(kind)
+        return sorted(out)
+
+    async def namespace_stats(self, ns: str) -> NamespaceStats:
+        """See :meth:`Backend.namespace_stats`."""
+        kinds = {}
+        for n, kind in list(self.s.records):
+            if n != ns:
+                continue
+            live = self._scan(ns, kind, "", None, None, False)
+            if live:
+                kinds[kind] = KindStats(len(live), sum(len(r.value) for _, r in live))
+        series = {}
+        for (n, name), entries in self.s.series.items():
+            if n == ns and entries:
+                series[name] = SeriesStats(
+                    len(entries), sum(len(e[2]) for e in entries), entries[0][0], entries[-1][0]
+                )
+        return NamespaceStats(dict(sorted(kinds.items())), dict(sorted(series.items())))
+
+    async def drop_namespace(self, ns: str) -> None:
+        """See :meth:`Backend.drop_namespace`."""
+        s = self.s
+        for key in [k for k in s.records if k[0] == ns]:
+            del s.records[key]
+            del s.sorted_ids[key]
+        for key in [k for k in s.series if k[0] == ns]:
+            del s.series[key]
+        for ckey in [k for k in s.counters if k[0] == ns]:
+            del s.counters[ckey]
+
+    # -- series --------------------------------------------------------------------
+    async def append(
+        self, ns: str, series: str, value: bytes, *, ts: float | None = None
+    ) -> SeriesEntry:
+        """See :meth:`Backend.append`."""
+        ts = time.time() if ts is None else float(ts)
+        self.s.seq += 1
+        item = (ts, self.s.seq, bytes(value))
+        bisect.insort(self.s.series.setdefault((ns, series), []), item)
+        return SeriesEntry(*item)
+
+    async def replace_series(
+        self, ns: str, series: str, entries: Sequence[tuple[float, bytes]]
+    ) -> None:
+        """See :meth:`Backend.replace_series`."""
+        items = []
+        for ts, value in entries:
+            self.s.seq += 1
+            items.append((float(ts), self.s.seq, bytes(value)))
+        items.sort()
+        if items:
+            self.s.series[(ns, series)] = items
+        else:
+            self.s.series.pop((ns, series), None)
+
+    async def read_series(
+        self,
+        ns: str,
+        series: str,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        limit: int | None = None,
+        latest: bool = False,
+    ) -> list[SeriesEntry]:
+        """See :meth:`Backend.read_series`."""
+        items = self.s.series.get((ns, series), [])
+        lo = 0 if start is None else bisect.bisect_left(items, (start,))
+        hi = len(items) if end is None else bisect.bisect_left(items, (end,))
+        window = items[lo:hi]
+        if limit is not None:
+            if limit <= 0:
+                return []
+            window = window[-limit:] if latest else window[:limit]
+        return [SeriesEntry(*item) for item in window]
+
+    async def series_names(self, ns: str, prefix: str = "") -> list[str]:
+        """See :meth:`Backend.series_names`."""
+        return sorted(
+            name
+            for (n, name), items in self.s.series.items()
+            if n == ns and items and name.startswith(prefix)
+        )
+
+    async def delete_series(self, ns: str, series: str) -> int:
+        """See :meth:`Backend.delete_series`."""
+        return len(self.s.series.pop((ns, series), []))
+
+    # -- counters --------------------------------------------------------------------
+    async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:
+        """See :meth:`Backend.incr`."""
+        fields = self.s.counters.setdefault((ns, kind, id), {})
+        fields[field] = fields.get(field, 0.0) + float(amount)
+        return fields[field]
+
+    async def get_counters(
+        self, ns: str, kind: str, ids: Sequence[str]
+    ) -> dict[str, dict[str, float]]:
+        """See :meth:`Backend.get_counters`."""
+        out = {}
+        for id in ids:
+            fields = self.s.counters.get((ns, kind, id))
+            if fields:
+                out[id] = dict(fields)
+        return out
+
+    async def delete_counters(self, ns: str, kind: str, id: str) -> bool:
+        """See :meth:`Backend.delete_counters`."""
+        return self.s.counters.pop((ns, kind, id), None) is not None

@@ -1,0 +1,118 @@
+"""The hivemem exception hierarchy.
+
+Every error raised on purpose by hivemem or a well-behaved plugin derives from
+:class:`HivememError`. Each names the offending key, setting or value -- never
+a secret (passwords, encryption keys): messages go to logs and terminals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class HivememError(Exception):
+    """Root of every hivemem error."""
+
+
+class ConfigError(HivememError, ValueError):
+    """A setting is missing, malformed or contradicts another setting."""
+
+
+class InvalidKey(HivememError, ValueError):
+    """A namespace, kind, id or series name cannot be stored (names the value)."""
+
+
+class PluginNotFound(ConfigError):
+    """No installed plugin provides the requested name or URL scheme."""
+
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        installed: Iterable[str],
+        package: str | None = None,
+    ) -> None:
+        self.kind = kind
+        self.name = name
+        self.installed = sorted(installed)
+        self.package = package
+        msg = f"no {kind} plugin named {name!r}; installed: {', '.join(self.installed) or 'none'}"
+        if package:
+            msg += f" (pip install {package} provides {name!r})"
+        super().__init__(msg)
+
+
+class PluginConflict(ConfigError):
+    """Two plugins claim the same name or URL scheme."""
+
+
+class FrameError(HivememError):
+    """A stored value is not a readable frame: truncated, corrupt or unknown."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        self.key = key
+        super().__init__(f"{message} (key {key!r})" if key is not None else message)
+
+
+class CodecNotInstalled(FrameError):
+    """A frame names a codec that is not installed in this process."""
+
+    def __init__(
+        self, codec: str, stage: str, key: str | None = None, package: str | None = None
+    ) -> None:
+        self.codec = codec
+        self.stage = stage
+        self.package = package
+        hint = f"; pip install {package}" if package else ""
+        super().__init__(f"{stage} {codec!r} is not installed{hint}", key)
+
+
+class DecryptionError(FrameError):
+    """A value could not be decrypted: wrong or missing key, tampered or truncated data."""
+
+
+class SerializationError(HivememError, TypeError):
+    """A value cannot be serialized by the configured serializer."""
+
+
+class BackendUnavailable(HivememError, ConnectionError):
+    """The backend cannot be reached (names host:port, never credentials)."""
+
+
+class ConflictError(HivememError):
+    """A compare-and-set lost: the record's version was not the expected one."""
+
+    def __init__(self, key: str, expected: int, actual: int | None) -> None:
+        self.key = key
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"version conflict on {key!r}: expected version {expected}, found "
+            + ("no record" if actual is None else f"version {actual}")
+        )
+
+
+class ValueTooLarge(HivememError, ValueError):
+    """A value exceeds what the backend, cache or codec accepts."""
+
+    def __init__(self, key: str | None, size: int, limit: int, where: str = "backend") -> None:
+        self.key = key
+        self.size = size
+        self.limit = limit
+        super().__init__(f"value for {key!r} is {size} bytes; {where} limit is {limit} bytes")
+
+
+__all__ = [
+    "BackendUnavailable",
+    "CodecNotInstalled",
+    "ConfigError",
+    "ConflictError",
+    "DecryptionError",
+    "FrameError",
+    "HivememError",
+    "InvalidKey",
+    "PluginConflict",
+    "PluginNotFound",
+    "SerializationError",
+    "ValueTooLarge",
+]

@@ -1,0 +1,270 @@
+"""The value pipeline and its self-describing frame.
+
+write: object -> serializer -> compressor -> encryptor -> frame bytes
+read:  frame bytes -> encryptor^-1 -> compressor^-1 -> serializer^-1 -> object
+
+Frame layout (version 1, all integers big-endian)::
+
+    b"HM" 0x01              magic and frame version
+    N                       1 byte: number of stages
+    N x (tag, len, name)    tag b"s"/b"c"/b"e" (serializer/compressor/encryptor),
+                            1-byte name length, ASCII name
+    payload length          4 bytes
+    crc32(payload)          4 bytes
+    payload
+
+Stages are listed in the order they were applied; a stage that did nothing
+(``none``, or a compressor that declined a small value) is omitted. A reader
+decodes by the header, never by today's configuration, so values written
+before compression or encryption was switched on, or under an old key, still
+read back. A truncated or corrupt frame, or one that names a codec that is not
+installed, raises a :class:`~hivemem.errors.FrameError` naming the key.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import (
+    CodecNotInstalled,
+    ConfigError,
+    DecryptionError,
+    FrameError,
+    HivememError,
+    PluginNotFound,
+    SerializationError,
+)
+from .plugins import KNOWN_PACKAGES, Plugins, get_plugins
+
+MAGIC = b"HM\x01"
+_TAGS = {"serializer": b"s", "compressor": b"c", "encryptor": b"e"}
+_KIND_OF_TAG = {ord("s"): "serializer", ord("c"): "compressor", ord("e"): "encryptor"}
+_TRAILER = struct.Struct(">II")
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """object <-> bytes."""
+
+    name: str
+
+    def dumps(self, obj: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+@runtime_checkable
+class ByteCodec(Protocol):
+    """bytes <-> bytes (compressors and encryptors)."""
+
+    name: str
+
+    def encode(self, data: bytes) -> bytes | None: ...
+
+    def decode(self, data: bytes) -> bytes: ...
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``"zstd?level=9&min_size=64"`` into ``("zstd", {"level": "9", ...})``."""
+    from urllib.parse import parse_qsl
+
+    name, _, query = spec.partition("?")
+    return name.strip(), dict(parse_qsl(query, keep_blank_values=True))
+
+
+def _header(stages: list[tuple[str, str]]) -> bytes:
+    parts = [MAGIC, bytes([len(stages)])]
+    for kind, name in stages:
+        raw = name.encode("ascii")
+        if not 0 < len(raw) < 256:
+            raise ConfigError(f"codec name {name!r} must be 1-255 ASCII characters")
+        parts.append(_TAGS[kind] + bytes([len(raw)]) + raw)
+    return b"".join(parts)
+
+
+def read_header(frame: bytes, key: str | None = None) -> tuple[list[tuple[str, str]], int]:
+    """Parse a frame header: ``([(kind, name), ...], payload_offset)``. Checks length and CRC."""
+    if len(frame) < len(MAGIC) + 1 + _TRAILER.size or frame[:2] != MAGIC[:2]:
+        raise FrameError("not a hivemem frame (bad magic or too short)", key)
+    if frame[2] != MAGIC[2]:
+        raise FrameError(f"unsupported frame version {frame[2]}", key)
+    count = frame[3]
+    pos = 4
+    stages: list[tuple[str, str]] = []
+    try:
+        for _ in range(count):
+            kind = _KIND_OF_TAG[frame[pos]]
+            length = frame[pos + 1]
+            name = frame[pos + 2 : pos + 2 + length].decode("ascii")
+            if len(name) != length:
+                raise IndexError
+            stages.append((kind, name))
+            pos += 2 + length
+        size, crc = _TRAILER.unpack_from(frame, pos)
+    except (KeyError, IndexError, UnicodeDecodeError, struct.error):
+        raise FrameError("corrupt or truncated frame header", key) from None
+    pos += _TRAILER.size
+    if len(frame) - pos != size:
+        raise FrameError(
+            f"truncated frame: payload is {len(frame) - pos} bytes, header says {size}", key
+        )
+    if zlib.crc32(frame[pos:]) != crc:
+        raise FrameError("corrupt frame: checksum mismatch", key)
+    return stages, pos
+
+
+class Pipeline:
+    """Encodes objects into frames and decodes frames back, by their headers.
+
+    ``serializer``, ``compressor`` and ``encryptor`` are names (optionally
+    with ``?option=value``); ``options`` maps a codec name to extra keyword
+    arguments for its factory (used for both writing and reading).
+    """
+
+    def __init__(
+        self,
+        serializer: str = "json",
+        compressor: str = "none",
+        encryptor: str = "none",
+        *,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        plugins: Plugins | None = None,
+    ) -> None:
+        self.plugins = plugins or get_plugins()
+        self._options: dict[str, dict[str, Any]] = {
+            name: dict(opts) for name, opts in (options or {}).items()
+        }
+        self._instances: dict[tuple[str, str], Any] = {}
+        names = {}
+        for kind, spec in (
+            ("serializer", serializer),
+            ("compressor", compressor),
+            ("encryptor", encryptor),
+        ):
+            name, spec_opts = parse_spec(spec)
+            if spec_opts:
+                self._options.setdefault(name, {}).update(spec_opts)
+            names[kind] = name
+        self.serializer_name = names["serializer"]
+        self.compressor_name = names["compressor"]
+        self.encryptor_name = names["encryptor"]
+        # Build the write-side codecs now: a bad name fails at configuration time.
+        self.serializer: Serializer = self._codec("serializer", self.serializer_name)
+        self.compressor: ByteCodec | None = (
+            None if self.compressor_name == "none" else self._codec("compressor", self.compressor_name)
+        )
+        self.encryptor: ByteCodec | None = (
+            None if self.encryptor_name == "none" else self._codec("encryptor", self.encryptor_name)
+        )
+        self._headers: dict[bool, bytes] = {}
+        base: list[tuple[str, str]] = [("serializer", self.serializer_name)]
+        enc: list[tuple[str, str]] = (
+            [("encryptor", self.encryptor_name)] if self.encryptor is not None else []
+        )
+        self._headers[False] = _header(base + enc)
+        self._headers[True] = _header(
+            base + [("compressor", self.compressor_name)] + enc
+            if self.compressor is not None
+            else base + enc
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"Pipeline(serializer={self.serializer_name!r}, compressor={self.compressor_name!r}, "
+            f"encryptor={self.encryptor_name!r})"
+        )
+
+    @property
+    def names(self) -> dict[str, str]:
+        """The configured write-side codec names per stage."""
+        return {
+            "serializer": self.serializer_name,
+            "compressor": self.compressor_name,
+            "encryptor": self.encryptor_name,
+        }
+
+    def _codec(self, kind: str, name: str, key: str | None = None) -> Any:
+        cache_key = (kind, name)
+        inst = self._instances.get(cache_key)
+        if inst is not None:
+            return inst
+        try:
+            entry = self.plugins.registry(kind).get(name)
+        except PluginNotFound:
+            if key is not None:
+                raise CodecNotInstalled(name, kind, key, KNOWN_PACKAGES.get(name)) from None
+            raise
+        try:
+            inst = entry.factory(**self._options.get(name, {}))
+        except HivememError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot configure {kind} {name!r}: {exc}") from None
+        self._instances[cache_key] = inst
+        return inst
+
+    # -- write ---------------------------------------------------------------
+    def encode(self, obj: Any, key: str | None = None) -> bytes:
+        """Serialize, compress, encrypt; return a frame."""
+        try:
+            data = self.serializer.dumps(obj)
+        except SerializationError as exc:
+            if key is not None and "key" not in str(exc):
+                raise SerializationError(f"{exc} (key {key!r})") from None
+            raise
+        compressed = False
+        if self.compressor is not None:
+            out = self.compressor.encode(data)
+            if out is not None:
+                data = out
+                compressed = True
+        if self.encryptor is not None:
+            data = self.encryptor.encode(data)  # type: ignore[assignment]
+        return b"".join(
+            (self._headers[compressed], _TRAILER.pack(len(data), zlib.crc32(data)), data)
+        )
+
+    # -- read ----------------------------------------------------------------
+    def decode(self, frame: bytes, key: str | None = None) -> Any:
+        """Decode a frame by its header; FrameError (naming ``key``) when it cannot."""
+        stages, pos = read_header(frame, key)
+        if not stages or stages[0][0] != "serializer":
+            raise FrameError("frame names no serializer", key)
+        data = frame[pos:]
+        for kind, name in reversed(stages[1:]):
+            codec = self._codec(kind, name, key)
+            try:
+                data = codec.decode(data)
+            except DecryptionError as exc:
+                if exc.key is None and key is not None:
+                    raise DecryptionError(str(exc), key) from None
+                raise
+            except Exception as exc:  # a codec's own error: never return garbage
+                cls = DecryptionError if kind == "encryptor" else FrameError
+                raise cls(f"{kind} {name!r} cannot decode value: {type(exc).__name__}", key) from None
+        serializer = self._codec("serializer", stages[0][1], key)
+        try:
+            return serializer.loads(data)
+        except Exception as exc:
+            raise FrameError(
+                f"serializer {stages[0][1]!r} cannot decode value: {type(exc).__name__}", key
+            ) from None
+
+    def needs_rewrite(self, frame: bytes, key: str | None = None) -> bool:
+        """True when ``frame`` was not written with today's codecs (or an old key)."""
+        stages, pos = read_header(frame, key)
+        if frame[: pos - _TRAILER.size] != self._headers[True] and frame[
+            : pos - _TRAILER.size
+        ] != self._headers[False]:
+            return True
+        if self.encryptor is not None:
+            check = getattr(self.encryptor, "needs_reencrypt", None)
+            if check is not None:
+                return bool(check(frame[pos:]))
+        return False
+
+
+__all__ = ["MAGIC", "ByteCodec", "Pipeline", "Serializer", "parse_spec", "read_header"]

@@ -1,0 +1,323 @@
+"""Plugin discovery: a pluggy manager over the ``hivemem`` entry-point group.
+
+The core's own builtins are registered through the same group (see the root
+``pyproject.toml``), so there is exactly one way in. A manager is *made* by
+:func:`make_plugins`; the process-wide default is created lazily by
+:func:`get_plugins` and never at import time.
+
+Environment:
+
+* ``HIVEMEM_BLOCK_PLUGINS=a,b`` -- entry-point names not to load.
+* ``HIVEMEM_LOAD_PLUGINS=a,b`` -- load only these entry-point names.
+* ``HIVEMEM_TRACE_HOOKS=1`` -- log every hook call (logger ``hivemem.plugins``).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, PluginConflict, PluginNotFound
+
+log = logging.getLogger("hivemem.plugins")
+
+ENTRYPOINT_GROUP = "hivemem"
+KINDS = ("backend", "cache", "serializer", "compressor", "encryptor")
+
+_HOOKS = {
+    "backend": "hivemem_register_backends",
+    "cache": "hivemem_register_caches",
+    "serializer": "hivemem_register_serializers",
+    "compressor": "hivemem_register_compressors",
+    "encryptor": "hivemem_register_encryptors",
+}
+
+#: names/schemes provided by first-party distributions, for helpful errors
+KNOWN_PACKAGES: dict[str, str] = {
+    "redis": "hivemem-redis",
+    "rediss": "hivemem-redis",
+    "redis+cluster": "hivemem-redis",
+    "unix": "hivemem-redis",
+    "mongodb": "hivemem-mongo",
+    "mongodb+srv": "hivemem-mongo",
+    "memcached": "hivemem-memcached",
+    "zstd": "hivemem-zstd",
+    "fernet": "hivemem-fernet",
+}
+
+hookimpl = pluggy.HookimplMarker("hivemem")
+
+
+@attrs.frozen
+class PluginEntry:
+    """One thing a plugin registered."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any] = attrs.field(repr=False, eq=False)
+    schemes: tuple[str, ...] = ()
+    description: str = ""
+    plugin: str = ""
+    distribution: str | None = None
+    version: str | None = None
+
+    @property
+    def source(self) -> str:
+        """Human name of who provided this entry (distribution or plugin name)."""
+        if self.distribution:
+            return f"{self.distribution} {self.version or ''}".strip()
+        return self.plugin
+
+
+class Registry:
+    """Name and scheme lookup for one plugin kind."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.by_name: dict[str, PluginEntry] = {}
+        self.by_scheme: dict[str, PluginEntry] = {}
+
+    def add(self, entry: PluginEntry) -> None:
+        """Add an entry; a duplicate name or scheme is a PluginConflict naming both."""
+        other = self.by_name.get(entry.name)
+        if other is not None:
+            raise PluginConflict(
+                f"two {self.kind} plugins are named {entry.name!r}: "
+                f"{other.source} and {entry.source}; block one with HIVEMEM_BLOCK_PLUGINS"
+            )
+        for scheme in entry.schemes:
+            other = self.by_scheme.get(scheme)
+            if other is not None:
+                raise PluginConflict(
+                    f"two {self.kind} plugins claim the URL scheme {scheme!r}: "
+                    f"{other.source} and {entry.source}; block one with HIVEMEM_BLOCK_PLUGINS"
+                )
+        self.by_name[entry.name] = entry
+        for scheme in entry.schemes:
+            self.by_scheme[scheme] = entry
+
+    def get(self, name: str) -> PluginEntry:
+        """Entry by name; PluginNotFound (listing the installed names) otherwise."""
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise PluginNotFound(
+                self.kind, name, self.by_name, KNOWN_PACKAGES.get(name)
+            ) from None
+
+    def for_scheme(self, scheme: str) -> PluginEntry:
+        """Entry by URL scheme; PluginNotFound (listing installed schemes) otherwise."""
+        try:
+            return self.by_scheme[scheme]
+        except KeyError:
+            raise PluginNotFound(
+                self.kind, f"{scheme}://", (f"{s}://" for s in self.by_scheme),
+                KNOWN_PACKAGES.get(scheme),
+            ) from None
+
+    def names(self) -> list[str]:
+        """Sorted registered names."""
+        return sorted(self.by_name)
+
+
+def _csv_env(name: str) -> list[str]:
+    raw = os.environ.get(name, "")
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+class Plugins:
+    """A plugin manager plus the five registries built from its hooks."""
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._registries: dict[str, Registry] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def registries(self) -> dict[str, Registry]:
+        """The registries, built on first use by calling each hook once."""
+        if self._registries is None:
+            with self._lock:
+                if self._registries is None:
+                    self._registries = self._build()
+        return self._registries
+
+    def registry(self, kind: str) -> Registry:
+        """The registry of one plugin kind (``backend``, ``cache``, ...)."""
+        if kind not in _HOOKS:
+            raise ConfigError(f"unknown plugin kind {kind!r}; kinds: {', '.join(KINDS)}")
+        return self.registries[kind]
+
+    def distributions(self) -> dict[str, tuple[str, str]]:
+        """plugin name -> (distribution name, version) from entry-point metadata."""
+        out: dict[str, tuple[str, str]] = {}
+        for plugin, dist in self.pm.list_plugin_distinfo():
+            name = self.pm.get_name(plugin)
+            if name is not None:
+                out[name] = (dist.metadata["name"], dist.version)
+        return out
+
+    def _build(self) -> dict[str, Registry]:
+        dists = self.distributions()
+        registries = {kind: Registry(kind) for kind in KINDS}
+        for kind, hook_name in _HOOKS.items():
+            hook = getattr(self.pm.hook, hook_name)
+            impls = hook.get_hookimpls()
+            for impl in impls:
+                plugin_name = impl.plugin_name
+                dist, version = dists.get(plugin_name, (None, None))
+
+                def register(
+                    name: str,
+                    factory: Callable[..., Any],
+                    *,
+                    schemes: Iterable[str] = (),
+                    description: str = "",
+                    _kind: str = kind,
+                    _plugin: str = plugin_name,
+                    _dist: str | None = dist,
+                    _version: str | None = version,
+                ) -> None:
+                    if not isinstance(name, str) or not name:
+                        raise ConfigError(f"plugin {_plugin!r} registered a {_kind} without a name")
+                    registries[_kind].add(
+                        PluginEntry(
+                            kind=_kind,
+                            name=name,
+                            factory=factory,
+                            schemes=tuple(schemes),
+                            description=description,
+                            plugin=_plugin,
+                            distribution=_dist,
+                            version=_version,
+                        )
+                    )
+
+                # call through pluggy (so HIVEMEM_TRACE_HOOKS sees it), one plugin at a time
+                others = [other.plugin for other in impls if other.plugin is not impl.plugin]
+                self.pm.subset_hook_caller(hook_name, others)(register=register)
+        return registries
+
+    def describe(self) -> list[dict[str, Any]]:
+        """For each loaded plugin: distribution, version and what it provides per kind."""
+        dists = self.distributions()
+        rows: dict[str, dict[str, Any]] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:
+                continue
+            dist, version = dists.get(name, (None, None))
+            rows[name] = {
+                "name": name,
+                "distribution": dist,
+                "version": version,
+                "module": getattr(plugin, "__name__", repr(plugin)),
+                "provides": {},
+            }
+        for kind, registry in self.registries.items():
+            for entry in registry.by_name.values():
+                row = rows.setdefault(
+                    entry.plugin,
+                    {
+                        "name": entry.plugin,
+                        "distribution": entry.distribution,
+                        "version": entry.version,
+                        "module": entry.plugin,
+                        "provides": {},
+                    },
+                )
+                row["provides"].setdefault(kind, []).append(
+                    {
+                        "name": entry.name,
+                        "schemes": list(entry.schemes),
+                        "description": entry.description,
+                    }
+                )
+        for row in rows.values():
+            for items in row["provides"].values():
+                items.sort(key=lambda item: item["name"])
+        return sorted(rows.values(), key=lambda row: row["name"])
+
+
+def make_plugins(
+    *,
+    entrypoints: bool = True,
+    plugins: Mapping[str, object] | None = None,
+    blocked: Iterable[str] | None = None,
+    allowed: Iterable[str] | None = None,
+    trace: bool | None = None,
+) -> Plugins:
+    """Build a fresh plugin manager.
+
+    ``entrypoints`` loads the ``hivemem`` entry-point group (honouring
+    ``blocked`` -- default ``HIVEMEM_BLOCK_PLUGINS`` -- and ``allowed`` --
+    default ``HIVEMEM_LOAD_PLUGINS``). ``plugins`` registers extra objects by
+    name (tests use this to register exactly what they need).
+    """
+    pm = pluggy.PluginManager("hivemem")
+    pm.add_hookspecs(hookspecs)
+    blocked_names = list(blocked) if blocked is not None else _csv_env("HIVEMEM_BLOCK_PLUGINS")
+    allowed_names = list(allowed) if allowed is not None else _csv_env("HIVEMEM_LOAD_PLUGINS")
+    for name in blocked_names:
+        pm.set_blocked(name)
+    if entrypoints:
+        if allowed_names:
+            for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
+                if ep.name not in allowed_names and not pm.is_blocked(ep.name):
+                    pm.set_blocked(ep.name)
+        pm.load_setuptools_entrypoints(ENTRYPOINT_GROUP)
+    for name, plugin in (plugins or {}).items():
+        if not pm.is_blocked(name):
+            pm.register(plugin, name=name)
+    pm.check_pending()
+    if trace if trace is not None else os.environ.get("HIVEMEM_TRACE_HOOKS"):
+
+        def before(hook_name: str, impls: Any, kwargs: Any) -> None:
+            log.warning("hook %s -> %s", hook_name, [impl.plugin_name for impl in impls])
+
+        def after(outcome: Any, hook_name: str, impls: Any, kwargs: Any) -> None:
+            log.warning("hook %s done", hook_name)
+
+        pm.add_hookcall_monitoring(before, after)
+    return Plugins(pm)
+
+
+_default: Plugins | None = None
+_default_lock = threading.Lock()
+
+
+def get_plugins() -> Plugins:
+    """The process-wide plugins, created on first call."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = make_plugins()
+    return _default
+
+
+def reset_plugins() -> None:
+    """Forget the process-wide plugins (the next :func:`get_plugins` reloads)."""
+    global _default
+    with _default_lock:
+        _default = None
+
+
+__all__ = [
+    "ENTRYPOINT_GROUP",
+    "KINDS",
+    "PluginEntry",
+    "Plugins",
+    "Registry",
+    "get_plugins",
+    "hookimpl",
+    "make_plugins",
+    "reset_plugins",
+]

@@ -1,0 +1,1 @@
+"""hivemem's conformance kit (backend, cache and codec suites) and server fixtures."""

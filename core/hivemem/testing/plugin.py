@@ -1,0 +1,1 @@
+"""pytest plugin entry point for the hivemem conformance kit."""
