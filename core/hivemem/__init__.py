@@ -1,6 +1,70 @@
-"""hivemem: shared, durable memory for AI agents."""
+"""hivemem: shared, durable memory for AI agents.
 
-from .plugins import hookimpl
+Start embedded (SQLite, no server), move to Redis, Redis Cluster or MongoDB by
+changing one URL::
+
+    import hivemem
+
+    async with hivemem.open_memory("sqlite:///agent.db", namespace="agent1") as mem:
+        await mem.put("user", "u1", {"name": "Ada"})
+        print(await mem.get("user", "u1"))
+"""
+
+from .backend import Backend, Capabilities, Record, SeriesEntry
+from .cache import Cache
+from .compat import DistributedMemoryBackend, DistributedMemoryFactory, DistributedMemoryManager
+from .config import MemoryConfig, load_config
+from .errors import (
+    BackendUnavailable,
+    CodecNotInstalled,
+    ConfigError,
+    ConflictError,
+    DecryptionError,
+    FrameError,
+    HivememError,
+    InvalidKey,
+    PluginConflict,
+    PluginNotFound,
+    SerializationError,
+    ValueTooLarge,
+)
+from .memory import Memory, MemorySummary, Page, RewriteReport, open_memory
+from .pipeline import Pipeline
+from .plugins import get_plugins, hookimpl, make_plugins
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "hookimpl"]
+
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "Cache",
+    "Capabilities",
+    "CodecNotInstalled",
+    "ConfigError",
+    "ConflictError",
+    "DecryptionError",
+    "DistributedMemoryBackend",
+    "DistributedMemoryFactory",
+    "DistributedMemoryManager",
+    "FrameError",
+    "HivememError",
+    "InvalidKey",
+    "Memory",
+    "MemoryConfig",
+    "MemorySummary",
+    "Page",
+    "Pipeline",
+    "PluginConflict",
+    "PluginNotFound",
+    "Record",
+    "RewriteReport",
+    "SerializationError",
+    "SeriesEntry",
+    "ValueTooLarge",
+    "__version__",
+    "get_plugins",
+    "hookimpl",
+    "load_config",
+    "make_plugins",
+    "open_memory",
+]

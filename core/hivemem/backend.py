@@ -268,6 +268,18 @@ class Backend(abc.ABC):
     async def delete_series(self, ns: str, series: str) -> int:
         """Delete a whole series; return how many entries went."""
 
+    # -- optional: cross-process invalidation ---------------------------------
+    # A backend shared by several processes may implement
+    #
+    #     async def subscribe(self, ns: str,
+    #                         callback: Callable[[str, str | None], None]
+    #                         ) -> Callable[[], Awaitable[None]]
+    #
+    # It calls ``callback(kind, id)`` (``id=None``: the whole kind or
+    # namespace changed) when *another* client wrote or deleted in ``ns``,
+    # and returns an async function that unsubscribes. The Memory uses it to
+    # drop stale entries from its in-process cache.
+
     # -- counters ------------------------------------------------------------
     @abc.abstractmethod
     async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:

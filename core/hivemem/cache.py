@@ -73,6 +73,14 @@ class Cache(abc.ABC):
     async def clear(self) -> None:
         """Forget everything this cache holds for this client."""
 
+    # Optional, for cross-process stampede protection (remote caches):
+    #
+    #     async def lease(self, key: str, ttl: float) -> bool
+    #         True when this client won a short lease to refill ``key``
+    #         (Memcached ``add``); others wait briefly for the value instead
+    #         of all reading the backend.
+    #     async def release(self, key: str) -> None
+
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
         """Counters: at least ``hits``, ``misses``, ``sets``, ``evictions``, ``errors``."""

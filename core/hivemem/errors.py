@@ -36,7 +36,8 @@ class PluginNotFound(ConfigError):
         self.name = name
         self.installed = sorted(installed)
         self.package = package
-        msg = f"no {kind} plugin named {name!r}; installed: {', '.join(self.installed) or 'none'}"
+        what = "for URL scheme" if name.endswith("://") else "named"
+        msg = f"no {kind} plugin {what} {name!r}; installed: {', '.join(self.installed) or 'none'}"
         if package:
             msg += f" (pip install {package} provides {name!r})"
         super().__init__(msg)

@@ -115,3 +115,15 @@ def hivemem_register_encryptors(register: Register) -> None:
     ``needs_reencrypt(data: bytes) -> bool`` (true when ``data`` is not under
     the primary key) for key rotation.
     """
+
+
+@hookspec
+def hivemem_register_commands(cli: Any) -> None:
+    """Add subcommands to the ``hivemem`` command line.
+
+    ``cli`` is the root :class:`click.Group`; add commands or groups to it
+    (``@cli.group() def zstd(): ...``). Commands should be thin wrappers over
+    the Python API and use :func:`hivemem.cli.open_from_context` to open the
+    memory selected by ``--url``/``--namespace``. This hook is not one of the
+    five plugin kinds: it only extends the CLI.
+    """

@@ -154,7 +154,9 @@ class Pipeline:
         # Build the write-side codecs now: a bad name fails at configuration time.
         self.serializer: Serializer = self._codec("serializer", self.serializer_name)
         self.compressor: ByteCodec | None = (
-            None if self.compressor_name == "none" else self._codec("compressor", self.compressor_name)
+            None
+            if self.compressor_name == "none"
+            else self._codec("compressor", self.compressor_name)
         )
         self.encryptor: ByteCodec | None = (
             None if self.encryptor_name == "none" else self._codec("encryptor", self.encryptor_name)
@@ -166,7 +168,7 @@ class Pipeline:
         )
         self._headers[False] = _header(base + enc)
         self._headers[True] = _header(
-            base + [("compressor", self.compressor_name)] + enc
+            [*base, ("compressor", self.compressor_name), *enc]
             if self.compressor is not None
             else base + enc
         )
@@ -244,7 +246,9 @@ class Pipeline:
                 raise
             except Exception as exc:  # a codec's own error: never return garbage
                 cls = DecryptionError if kind == "encryptor" else FrameError
-                raise cls(f"{kind} {name!r} cannot decode value: {type(exc).__name__}", key) from None
+                raise cls(
+                    f"{kind} {name!r} cannot decode value: {type(exc).__name__}", key
+                ) from None
         serializer = self._codec("serializer", stages[0][1], key)
         try:
             return serializer.loads(data)
@@ -255,10 +259,11 @@ class Pipeline:
 
     def needs_rewrite(self, frame: bytes, key: str | None = None) -> bool:
         """True when ``frame`` was not written with today's codecs (or an old key)."""
-        stages, pos = read_header(frame, key)
-        if frame[: pos - _TRAILER.size] != self._headers[True] and frame[
-            : pos - _TRAILER.size
-        ] != self._headers[False]:
+        _stages, pos = read_header(frame, key)
+        if (
+            frame[: pos - _TRAILER.size] != self._headers[True]
+            and frame[: pos - _TRAILER.size] != self._headers[False]
+        ):
             return True
         if self.encryptor is not None:
             check = getattr(self.encryptor, "needs_reencrypt", None)

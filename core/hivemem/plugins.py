@@ -109,9 +109,7 @@ class Registry:
         try:
             return self.by_name[name]
         except KeyError:
-            raise PluginNotFound(
-                self.kind, name, self.by_name, KNOWN_PACKAGES.get(name)
-            ) from None
+            raise PluginNotFound(self.kind, name, self.by_name, KNOWN_PACKAGES.get(name)) from None
 
     def for_scheme(self, scheme: str) -> PluginEntry:
         """Entry by URL scheme; PluginNotFound (listing installed schemes) otherwise."""
@@ -119,7 +117,9 @@ class Registry:
             return self.by_scheme[scheme]
         except KeyError:
             raise PluginNotFound(
-                self.kind, f"{scheme}://", (f"{s}://" for s in self.by_scheme),
+                self.kind,
+                f"{scheme}://",
+                (f"{s}://" for s in self.by_scheme),
                 KNOWN_PACKAGES.get(scheme),
             ) from None
 
@@ -136,8 +136,11 @@ def _csv_env(name: str) -> list[str]:
 class Plugins:
     """A plugin manager plus the five registries built from its hooks."""
 
-    def __init__(self, pm: pluggy.PluginManager) -> None:
+    def __init__(
+        self, pm: pluggy.PluginManager, dists: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
         self.pm = pm
+        self._dists = dict(dists or {})
         self._registries: dict[str, Registry] | None = None
         self._lock = threading.Lock()
 
@@ -158,12 +161,7 @@ class Plugins:
 
     def distributions(self) -> dict[str, tuple[str, str]]:
         """plugin name -> (distribution name, version) from entry-point metadata."""
-        out: dict[str, tuple[str, str]] = {}
-        for plugin, dist in self.pm.list_plugin_distinfo():
-            name = self.pm.get_name(plugin)
-            if name is not None:
-                out[name] = (dist.metadata["name"], dist.version)
-        return out
+        return dict(self._dists)
 
     def _build(self) -> dict[str, Registry]:
         dists = self.distributions()
@@ -246,6 +244,30 @@ class Plugins:
         return sorted(rows.values(), key=lambda row: row["name"])
 
 
+def _load_entrypoints(
+    pm: pluggy.PluginManager, allowed: list[str], dists: dict[str, tuple[str, str]]
+) -> None:
+    seen: set[str] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
+        if ep.name in seen or pm.is_blocked(ep.name) or pm.get_plugin(ep.name) is not None:
+            continue
+        if allowed and ep.name not in allowed:
+            continue
+        seen.add(ep.name)
+        dist = ep.dist
+        where = f" from {dist.metadata['name']} {dist.version}" if dist is not None else ""
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise ConfigError(
+                f"plugin {ep.name!r}{where} failed to load ({type(exc).__name__}: {exc}); "
+                f"skip it with HIVEMEM_BLOCK_PLUGINS={ep.name}"
+            ) from exc
+        pm.register(plugin, name=ep.name)
+        if dist is not None:
+            dists[ep.name] = (dist.metadata["name"], dist.version)
+
+
 def make_plugins(
     *,
     entrypoints: bool = True,
@@ -263,20 +285,29 @@ def make_plugins(
     """
     pm = pluggy.PluginManager("hivemem")
     pm.add_hookspecs(hookspecs)
+    dists: dict[str, tuple[str, str]] = {}
     blocked_names = list(blocked) if blocked is not None else _csv_env("HIVEMEM_BLOCK_PLUGINS")
     allowed_names = list(allowed) if allowed is not None else _csv_env("HIVEMEM_LOAD_PLUGINS")
     for name in blocked_names:
         pm.set_blocked(name)
     if entrypoints:
-        if allowed_names:
-            for ep in importlib.metadata.entry_points(group=ENTRYPOINT_GROUP):
-                if ep.name not in allowed_names and not pm.is_blocked(ep.name):
-                    pm.set_blocked(ep.name)
-        pm.load_setuptools_entrypoints(ENTRYPOINT_GROUP)
+        try:
+            _load_entrypoints(pm, allowed_names, dists)
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(f"plugin {exc.plugin!r} is invalid: {exc}") from None
     for name, plugin in (plugins or {}).items():
         if not pm.is_blocked(name):
-            pm.register(plugin, name=name)
-    pm.check_pending()
+            try:
+                pm.register(plugin, name=name)
+            except pluggy.PluginValidationError as exc:
+                raise ConfigError(f"plugin {name!r} is invalid: {exc}") from None
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(
+            f"plugin {exc.plugin!r} implements an unknown hook: {exc}; "
+            "hook names start with hivemem_ (see hivemem.hookspecs)"
+        ) from None
     if trace if trace is not None else os.environ.get("HIVEMEM_TRACE_HOOKS"):
 
         def before(hook_name: str, impls: Any, kwargs: Any) -> None:
@@ -286,7 +317,7 @@ def make_plugins(
             log.warning("hook %s done", hook_name)
 
         pm.add_hookcall_monitoring(before, after)
-    return Plugins(pm)
+    return Plugins(pm, dists)
 
 
 _default: Plugins | None = None

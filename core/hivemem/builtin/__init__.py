@@ -34,11 +34,15 @@ def _local_cache(url: str, **options: Any) -> Any:
 def hivemem_register_backends(register: Register) -> None:
     """memory:// and sqlite:///path."""
     register(
-        "memory", _memory_backend, schemes=("memory",),
+        "memory",
+        _memory_backend,
+        schemes=("memory",),
         description="process-local dicts, for tests and scratch (memory://[name])",
     )
     register(
-        "sqlite", _sqlite_backend, schemes=("sqlite",),
+        "sqlite",
+        _sqlite_backend,
+        schemes=("sqlite",),
         description="embedded SQLite file, WAL, durable (sqlite:///path/to/file.db)",
     )
 
@@ -47,7 +51,9 @@ def hivemem_register_backends(register: Register) -> None:
 def hivemem_register_caches(register: Register) -> None:
     """local:// in-process LRU."""
     register(
-        "local", _local_cache, schemes=("local",),
+        "local",
+        _local_cache,
+        schemes=("local",),
         description="in-process LRU with TTL, entry and byte budgets",
     )
 
@@ -57,9 +63,12 @@ def hivemem_register_serializers(register: Register) -> None:
     """json (safe default) and pickle (unsafe, opt-in)."""
     from .codecs import JsonSerializer, PickleSerializer
 
-    register("json", JsonSerializer, description="safe JSON with tagged datetimes/bytes/sets/tuples")
     register(
-        "pickle", PickleSerializer,
+        "json", JsonSerializer, description="safe JSON with tagged datetimes/bytes/sets/tuples"
+    )
+    register(
+        "pickle",
+        PickleSerializer,
         description="UNSAFE on stores others can write: loading runs code chosen by the data",
     )
 

@@ -87,7 +87,9 @@ def _s(b: bytes) -> str:
 
 def default_path() -> Path:
     """``$XDG_DATA_HOME/hivemem/memory.db`` (``~/.local/share/hivemem/memory.db``)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
     return Path(base) / "hivemem" / "memory.db"
 
 
@@ -205,7 +207,9 @@ class SQLiteBackend(Backend):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise BackendUnavailable(f"sqlite {self.path}: cannot create directory: {exc}") from None
+            raise BackendUnavailable(
+                f"sqlite {self.path}: cannot create directory: {exc}"
+            ) from None
         writer = _Worker("hivemem-sqlite-w", lambda: self._connect(False))
         try:
             await writer.run(self._init_db)
@@ -416,7 +420,9 @@ class SQLiteBackend(Backend):
                 if expected_version is not None:
                     actual = row[0] if live else 0
                     if actual != expected_version:
-                        raise ConflictError(f"{kind}/{id}", expected_version, row[0] if live else None)
+                        raise ConflictError(
+                            f"{kind}/{id}", expected_version, row[0] if live else None
+                        )
                 if row is not None:
                     c.execute("DELETE FROM hm_records WHERE ns=? AND kind=? AND id=?", key)
                 c.execute("COMMIT")
@@ -502,9 +508,7 @@ class SQLiteBackend(Backend):
     ) -> list[str]:
         """See :meth:`Backend.list_ids` (index range scan)."""
         sql, args = self._range_sql("id", ns, kind, prefix, limit, cursor, reverse)
-        return await self._run(
-            lambda c: [_s(r[0]) for r in c.execute(sql, args)], write=False
-        )
+        return await self._run(lambda c: [_s(r[0]) for r in c.execute(sql, args)], write=False)
 
     async def list_records(
         self,
@@ -634,7 +638,9 @@ class SQLiteBackend(Backend):
             c.execute("BEGIN IMMEDIATE")
             try:
                 c.execute("DELETE FROM hm_series WHERE ns=? AND name=?", (nsb, nb))
-                c.executemany("INSERT INTO hm_series (ns, name, ts, value) VALUES (?, ?, ?, ?)", rows)
+                c.executemany(
+                    "INSERT INTO hm_series (ns, name, ts, value) VALUES (?, ?, ?, ?)", rows
+                )
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -760,9 +766,9 @@ class SQLiteBackend(Backend):
         """See :meth:`Backend.delete_counters`."""
         args = (_b(ns), _b(kind), _b(id))
         return await self._run(
-            lambda c: c.execute(
-                "DELETE FROM hm_counters WHERE ns=? AND kind=? AND id=?", args
-            ).rowcount
-            > 0,
+            lambda c: (
+                c.execute("DELETE FROM hm_counters WHERE ns=? AND kind=? AND id=?", args).rowcount
+                > 0
+            ),
             write=True,
         )

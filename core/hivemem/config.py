@@ -1,0 +1,303 @@
+"""Configuration: one attrs class, structured by one cattrs converter.
+
+Sources, lowest precedence first:
+
+1. defaults (the embedded SQLite file, namespace ``default``, a local cache);
+2. a TOML file: ``HIVEMEM_CONFIG=/path/hivemem.toml`` or ``config_file=``
+   (keys at top level or under a ``[hivemem]`` table);
+3. the environment: ``HIVEMEM_*`` and the seed's variables (``MEMORY_TYPE``,
+   ``REDIS_*``, ``MONGODB_*``, ``MEMORY_NAMESPACE``);
+4. keyword arguments / a URL passed to :func:`hivemem.open_memory`.
+
+Secrets (URL passwords, option values named like ``password``/``key``/
+``token``/``secret``) are masked in every repr.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn
+
+from .errors import ConfigError
+
+_SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.I)
+_DEFAULT_CACHE = ("local://",)
+
+
+def mask_url(url: str) -> str:
+    """``redis://user:pw@host`` -> ``redis://user:***@host`` (also masks ``?password=``)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        user, sep, _pw = userinfo.partition(":")
+        netloc = f"{user}:***@{host}" if sep else f"{user}@{host}"
+    query = re.sub(
+        r"((?:^|&)[^=&]*(?:pass|secret|token|key)[^=&]*=)[^&]*", r"\1***", parts.query, flags=re.I
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return url
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Copy of ``options`` with secret-looking values replaced by ``***``."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        if isinstance(value, Mapping):
+            out[key] = mask_options(value)
+        elif _SECRET_WORDS.search(str(key)) and value is not None:
+            out[key] = "***"
+        else:
+            out[key] = value
+    return out
+
+
+def default_url() -> str:
+    """The embedded default: ``sqlite:////home/.../.local/share/hivemem/memory.db``."""
+    from .builtin.sqlite_backend import default_path
+
+    return "sqlite:///" + str(default_path())
+
+
+def _split_caches(value: str) -> list[str]:
+    return [part for part in value.split() if part and part.lower() != "none"]
+
+
+@attrs.define(kw_only=True)
+class MemoryConfig:
+    """Everything needed to open a :class:`~hivemem.memory.Memory`."""
+
+    #: backend URL; its scheme selects the backend plugin
+    url: str = attrs.field(factory=default_url, repr=mask_url)
+    #: isolation unit: nothing in one namespace can read or overwrite another's data
+    namespace: str = "default"
+    #: cache tiers in read order (in-process first), e.g. ["local://", "memcached://h:11211"]
+    cache: list[str] = attrs.field(
+        factory=lambda: list(_DEFAULT_CACHE), repr=lambda v: repr([mask_url(u) for u in v])
+    )
+    serializer: str = "json"
+    compressor: str = "none"
+    encryptor: str = "none"
+    #: per-codec factory options, e.g. {"zstd": {"level": 9}, "fernet": {"keys": "..."}}
+    codec_options: dict[str, dict[str, Any]] = attrs.field(factory=dict, repr=mask_options)
+    #: extra keyword options for the backend factory (e.g. the seed's Redis ``prefix``)
+    backend_options: dict[str, Any] = attrs.field(factory=dict, repr=mask_options)
+    #: default TTL (seconds) of entries the memory puts in its caches; None: until evicted
+    cache_ttl: float | None = 300.0
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.namespace, str) or not self.namespace:
+            raise ConfigError(f"namespace must be a non-empty string, got {self.namespace!r}")
+        if "://" not in self.url:
+            raise ConfigError(
+                f"backend url {mask_url(self.url)!r} has no scheme (e.g. sqlite:///file.db)"
+            )
+        if self.cache_ttl is not None and self.cache_ttl <= 0:
+            self.cache_ttl = None
+
+    @property
+    def scheme(self) -> str:
+        """The backend URL's scheme."""
+        return self.url.split("://", 1)[0].lower()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict with secrets masked (safe to print)."""
+        data = converter.unstructure(self)
+        data["url"] = mask_url(self.url)
+        data["cache"] = [mask_url(u) for u in self.cache]
+        data["codec_options"] = mask_options(self.codec_options)
+        data["backend_options"] = mask_options(self.backend_options)
+        return data
+
+
+converter = cattrs.Converter()
+converter.register_structure_hook(
+    MemoryConfig, make_dict_structure_fn(MemoryConfig, converter, _cattrs_forbid_extra_keys=True)
+)
+
+
+def _structure(data: Mapping[str, Any]) -> MemoryConfig:
+    data = dict(data)
+    if isinstance(data.get("cache"), str):
+        data["cache"] = _split_caches(data["cache"])
+    try:
+        return converter.structure(data, MemoryConfig)
+    except ConfigError:
+        raise
+    except cattrs.errors.ClassValidationError as exc:
+        problems = []
+        for sub in exc.exceptions:
+            if isinstance(sub, ConfigError):
+                raise sub from None
+            if isinstance(sub, cattrs.errors.ForbiddenExtraKeysError):
+                problems.append(f"unknown setting(s): {', '.join(sorted(sub.extra_fields))}")
+            else:
+                notes = [str(n) for n in getattr(sub, "__notes__", [])]
+                problems.append(f"{'; '.join(notes) or 'setting'}: {sub}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    except cattrs.errors.ForbiddenExtraKeysError as exc:
+        raise ConfigError(f"unknown setting(s): {', '.join(sorted(exc.extra_fields))}") from None
+
+
+def seed_backend(
+    memory_type: str, config: Mapping[str, Any], namespace: str | None = None
+) -> dict[str, Any]:
+    """Map the seed's ``memory_type`` + backend config dict onto ``url``/``backend_options``.
+
+    redis: ``host, port, db, password, prefix`` (or ``url``); mongodb:
+    ``connection_string``/``uri`` and ``database_name``/``db``; sqlite: ``path``
+    (or ``url``); memory: nothing (``name`` optional). Any other type is looked
+    up as a URL scheme of an installed plugin with ``config["url"]``.
+    """
+    kind = memory_type.lower()
+    cfg = dict(config)
+    options: dict[str, Any] = {}
+    if "url" in cfg:
+        url = str(cfg.pop("url"))
+        options.update(cfg)
+        return {"url": url, "backend_options": options}
+    if kind == "redis":
+        host = cfg.pop("host", "localhost")
+        port = int(cfg.pop("port", 6379))
+        db = int(cfg.pop("db", 0))
+        password = cfg.pop("password", None)
+        username = cfg.pop("username", None)
+        auth = ""
+        if password:
+            auth = f"{quote(str(username or ''), safe='')}:{quote(str(password), safe='')}@"
+        elif username:
+            auth = f"{quote(str(username), safe='')}@"
+        scheme = "rediss" if cfg.pop("ssl", False) else "redis"
+        url = f"{scheme}://{auth}{host}:{port}/{db}"
+        options.update(cfg)  # prefix, socket_timeout, ...
+    elif kind in ("mongodb", "mongo"):
+        url = str(cfg.pop("connection_string", cfg.pop("uri", "mongodb://localhost:27017/")))
+        database = cfg.pop("database_name", cfg.pop("db", cfg.pop("database", None)))
+        if database is not None:
+            options["database"] = database
+        options.update(cfg)
+    elif kind == "sqlite":
+        path = cfg.pop("path", None)
+        url = default_url() if path is None else "sqlite:///" + str(Path(str(path)).expanduser())
+        options.update(cfg)
+    elif kind == "memory":
+        url = "memory://" + str(cfg.pop("name", ""))
+        options.update(cfg)
+    else:
+        raise ConfigError(
+            f"memory_type {memory_type!r} needs config={{'url': ...}}; built-in types are "
+            "redis, mongodb, sqlite, memory"
+        )
+    return {"url": url, "backend_options": options}
+
+
+def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings found in the environment (only the ones that are set)."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    memory_type = env.get("MEMORY_TYPE")
+    if memory_type:
+        kind = memory_type.lower()
+        seed: dict[str, Any] = {}
+        if kind == "redis":
+            seed = {
+                "host": env.get("REDIS_HOST", "localhost"),
+                "port": env.get("REDIS_PORT", "6379"),
+                "db": env.get("REDIS_DB", "0"),
+                "password": env.get("REDIS_PASSWORD") or None,
+            }
+            if env.get("REDIS_PREFIX"):
+                seed["prefix"] = env["REDIS_PREFIX"]
+        elif kind in ("mongodb", "mongo"):
+            seed = {
+                "connection_string": env.get("MONGODB_URI", "mongodb://localhost:27017/"),
+                "database_name": env.get("MONGODB_DB", "agent_memory"),
+            }
+        elif kind == "sqlite" and env.get("HIVEMEM_SQLITE_PATH"):
+            seed = {"path": env["HIVEMEM_SQLITE_PATH"]}
+        if kind in ("redis", "mongodb", "mongo", "sqlite", "memory"):
+            out.update(seed_backend(kind, seed))
+        else:
+            raise ConfigError(f"MEMORY_TYPE={memory_type!r}: use redis, mongodb, sqlite or memory")
+    if env.get("MEMORY_NAMESPACE"):
+        out["namespace"] = env["MEMORY_NAMESPACE"]
+    for var, key in (
+        ("HIVEMEM_URL", "url"),
+        ("HIVEMEM_NAMESPACE", "namespace"),
+        ("HIVEMEM_SERIALIZER", "serializer"),
+        ("HIVEMEM_COMPRESSOR", "compressor"),
+        ("HIVEMEM_ENCRYPTOR", "encryptor"),
+    ):
+        if env.get(var):
+            out[key] = env[var]
+            if key == "url":
+                out.pop("backend_options", None)
+    if env.get("HIVEMEM_CACHE") is not None:
+        out["cache"] = _split_caches(env["HIVEMEM_CACHE"])
+    if env.get("HIVEMEM_CACHE_TTL"):
+        try:
+            out["cache_ttl"] = float(env["HIVEMEM_CACHE_TTL"])
+        except ValueError:
+            raise ConfigError(
+                f"HIVEMEM_CACHE_TTL={env['HIVEMEM_CACHE_TTL']!r} is not a number"
+            ) from None
+    return out
+
+
+def from_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Settings from a TOML file (top level or a ``[hivemem]`` table)."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {os.fspath(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {os.fspath(path)!r}: {exc}") from None
+    return dict(data.get("hivemem", data))
+
+
+def load_config(
+    url_or_config: str | MemoryConfig | Mapping[str, Any] | None = None,
+    *,
+    config_file: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> MemoryConfig:
+    """Build a :class:`MemoryConfig` from all sources (see the module docstring)."""
+    if isinstance(url_or_config, MemoryConfig):
+        if not overrides:
+            return url_or_config
+        return _structure({**converter.unstructure(url_or_config), **overrides})
+    env = os.environ if env is None else env
+    merged: dict[str, Any] = {}
+    path = config_file or env.get("HIVEMEM_CONFIG")
+    if path:
+        merged.update(from_toml(path))
+    merged.update(from_env(env))
+    if isinstance(url_or_config, str):
+        merged["url"] = url_or_config
+        merged.pop("backend_options", None)
+    elif isinstance(url_or_config, Mapping):
+        merged.update(url_or_config)
+    elif url_or_config is not None:
+        raise ConfigError(
+            f"expected a URL, a mapping or a MemoryConfig, got {type(url_or_config).__name__}"
+        )
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return _structure(merged)
+
+
+__all__ = ["MemoryConfig", "converter", "load_config", "mask_options", "mask_url", "seed_backend"]
