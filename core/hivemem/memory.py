@@ -1038,24 +1038,25 @@ class Memory(SeedMethods):
                 )
                 for id, rec in rows:
                     scanned += 1
-                    label = f"{kind}/{id}"
-                    if not pipeline.needs_rewrite(rec.value, label):
-                        skipped += 1
-                        continue
-                    value = pipeline.decode(rec.value, label)
+                    new = pipeline.reencode(rec.value, f"{kind}/{id}")
                     ttl = None
                     if rec.expires_at is not None:
                         ttl = rec.expires_at - time.time()
-                        if ttl <= 0:
-                            skipped += 1
-                            continue
+                    if new is None or (ttl is not None and ttl <= 0):
+                        skipped += 1
+                        continue
+                    key = _cache_key(self.namespace, kind, id)
+                    self._core.bump(key)
                     try:
-                        await self.put(
-                            kind, id, value, ttl=ttl, expected_version=rec.version, cache=False
+                        await backend.put(
+                            self.namespace, kind, id, new, ttl=ttl, expected_version=rec.version
                         )
                         rewritten += 1
                     except ConflictError:
                         conflicts += 1
+                    finally:
+                        self._core.bump(key)
+                        await self._invalidate_remote([key])
                 if progress is not None:
                     progress(scanned, rewritten)
                 if len(rows) < batch_size:

@@ -257,19 +257,26 @@ class Pipeline:
                 f"serializer {stages[0][1]!r} cannot decode value: {type(exc).__name__}", key
             ) from None
 
-    def needs_rewrite(self, frame: bytes, key: str | None = None) -> bool:
-        """True when ``frame`` was not written with today's codecs (or an old key)."""
-        _stages, pos = read_header(frame, key)
-        if (
-            frame[: pos - _TRAILER.size] != self._headers[True]
-            and frame[: pos - _TRAILER.size] != self._headers[False]
-        ):
-            return True
-        if self.encryptor is not None:
-            check = getattr(self.encryptor, "needs_reencrypt", None)
-            if check is not None:
-                return bool(check(frame[pos:]))
-        return False
+    def _stale_key(self, frame: bytes, pos: int) -> bool:
+        if self.encryptor is None:
+            return False
+        check = getattr(self.encryptor, "needs_reencrypt", None)
+        return bool(check(frame[pos:])) if check is not None else False
+
+    def reencode(self, frame: bytes, key: str | None = None) -> bytes | None:
+        """A frame of the same value under today's codecs and primary key; None when current.
+
+        Used by key rotation and by ``Memory.rewrite`` to compress old values.
+        """
+        stages, pos = read_header(frame, key)
+        header = frame[: pos - _TRAILER.size]
+        if header == self._headers[True] and not self._stale_key(frame, pos):
+            return None
+        new = self.encode(self.decode(frame, key), key)
+        new_stages, _ = read_header(new, key)
+        if new_stages == stages and not self._stale_key(frame, pos):
+            return None  # e.g. a value too small for the compressor
+        return new
 
 
 __all__ = ["MAGIC", "ByteCodec", "Pipeline", "Serializer", "parse_spec", "read_header"]

@@ -124,7 +124,21 @@ class _Worker:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._call, fn)
+        fut = loop.run_in_executor(self._pool, self._call, fn)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The statement runs to completion in its thread anyway; wait for it
+            # so that when the cancelled caller resumes, the outcome is settled
+            # (applied or not) and the next caller cannot see it land later.
+            while not fut.done():
+                try:
+                    await asyncio.wait([fut])
+                except asyncio.CancelledError:
+                    continue
+            if not fut.cancelled():
+                fut.exception()  # retrieved: no "never retrieved" warning
+            raise
 
     def shutdown(self) -> None:
         def close() -> None:
@@ -148,7 +162,8 @@ class SQLiteBackend(Backend):
     )
 
     def __init__(self, url: str = "sqlite:///", **options: Any) -> None:
-        self.path, query = path_from_url(url)
+        path, query = path_from_url(url)
+        self.path = path.absolute()
         query.update({k: str(v) for k, v in options.items() if k != "prefix"})
         sync = query.pop("synchronous", "full").lower()
         if sync not in ("full", "normal", "extra"):

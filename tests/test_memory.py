@@ -1,0 +1,420 @@
+"""The Memory API: caching rules, single-flight, isolation, TTL, batches, rewrite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import hivemem
+import pytest
+from hivemem.backend import Capabilities
+from hivemem.builtin.memory_backend import MemoryBackend
+from hivemem.errors import ConflictError, InvalidKey, ValueTooLarge
+from hivemem.pipeline import read_header
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+
+def arun(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+class Counting:
+    """Wraps a real backend's methods to count calls (instrumentation, not a stand-in)."""
+
+    def __init__(self, backend: Any, *names: str) -> None:
+        self.calls: dict[str, int] = dict.fromkeys(names, 0)
+        for name in names:
+            original = getattr(backend, name)
+
+            async def wrapper(*a: Any, _n: str = name, _o: Any = original, **k: Any) -> Any:
+                self.calls[_n] += 1
+                return await _o(*a, **k)
+
+            setattr(backend, name, wrapper)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path}/mem.db"
+
+
+def test_roundtrip_versions_and_cas(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url, namespace="t") as mem:
+            assert await mem.put("user", "u1", {"n": 1}) == 1
+            assert await mem.put("user", "u1", {"n": 2}) == 2
+            assert await mem.get_versioned("user", "u1") == ({"n": 2}, 2)
+            with pytest.raises(ConflictError) as info:
+                await mem.put("user", "u1", {"n": 3}, expected_version=1)
+            assert "user/u1" in str(info.value)
+            assert await mem.get("user", "u1") == {"n": 2}
+            assert await mem.put("user", "u1", {"n": 3}, expected_version=2) == 3
+            with pytest.raises(ConflictError):
+                await mem.put("user", "u1", {"n": 4}, expected_version=0)
+            assert await mem.put("user", "new", 1, expected_version=0) == 1
+            assert await mem.delete("user", "u1") is True
+            assert await mem.delete("user", "u1") is False
+            assert await mem.get("user", "u1", "absent") == "absent"
+
+    arun(main())
+
+
+def test_update_is_exact_under_concurrency(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url) as mem:
+            await asyncio.gather(
+                *(mem.update("c", "x", lambda v: (v or 0) + 1, retries=200) for _ in range(40))
+            )
+            assert await mem.get("c", "x", use_cache=False) == 40
+
+    arun(main())
+
+
+def test_cached_values_cannot_be_mutated_by_callers():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            value = {"list": [1, 2], "nested": {"a": 1}}
+            await mem.put("k", "a", value)
+            value["list"].append(3)  # mutate what was written
+            got = await mem.get("k", "a")
+            assert got == {"list": [1, 2], "nested": {"a": 1}}
+            got["nested"]["a"] = 99  # mutate what was read
+            again = await mem.get("k", "a")
+            assert again == {"list": [1, 2], "nested": {"a": 1}}
+            assert mem.metrics()["tiers"]["local"]["hits"] == 2
+
+    arun(main())
+
+
+def test_single_flight_one_backend_read_for_concurrent_misses():
+    async def main():
+        async with hivemem.open_memory("memory://", cache=["local://"]) as mem:
+            await mem.put("k", "hot", {"v": 1}, cache=False)
+            counter = Counting(mem.backend, "get")
+            results = await asyncio.gather(*(mem.get("k", "hot") for _ in range(200)))
+            assert all(r == {"v": 1} for r in results)
+            assert counter.calls["get"] == 1
+            # the followers got their own objects
+            results[0]["v"] = 2
+            assert results[1] == {"v": 1}
+
+    arun(main())
+
+
+def test_read_in_flight_during_a_write_never_caches_the_old_value():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            await mem.put("k", "a", "old", cache=False)
+            gate = asyncio.Event()
+            entered = asyncio.Event()
+            original = mem.backend.get
+
+            async def slow_get(*args, **kwargs):
+                rec = await original(*args, **kwargs)
+                entered.set()
+                await gate.wait()
+                return rec
+
+            mem.backend.get = slow_get  # type: ignore[method-assign]
+            reader = asyncio.ensure_future(mem.get("k", "a"))
+            await entered.wait()
+            await mem.put("k", "a", "new")
+            gate.set()
+            assert await reader == "old"  # it started before the write
+            mem.backend.get = original  # type: ignore[method-assign]
+            assert await mem.get("k", "a") == "new"  # and did not poison the cache
+
+    arun(main())
+
+
+def test_write_invalidates_and_delete_removes_from_cache():
+    async def main():
+        async with hivemem.open_memory("memory://shared-a", cache=["local://"]) as a:
+            await a.put("k", "x", 1)
+            assert await a.get("k", "x") == 1
+            await a.put("k", "x", 2, cache=False)
+            assert await a.get("k", "x") == 2
+            await a.delete("k", "x")
+            assert await a.get("k", "x") is None
+
+    arun(main())
+
+
+def test_cancelled_write_leaves_no_stale_cache_entry(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url) as mem:
+            await mem.put("k", "a", 0)
+            assert await mem.get("k", "a") == 0
+            for i in range(1, 30):
+                task = asyncio.ensure_future(mem.put("k", "a", i))
+                await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                stored = await mem.get("k", "a", use_cache=False)
+                cached = await mem.get("k", "a")
+                assert cached == stored
+                assert stored in range(0, i + 1)
+
+    arun(main())
+
+
+def test_record_ttl_bounds_cache_lifetime():
+    async def main():
+        async with hivemem.open_memory("memory://", cache_ttl=60) as mem:
+            await mem.put("k", "t", "v", ttl=0.15)
+            assert await mem.get("k", "t") == "v"
+            deadline = time.monotonic() + 5
+            while await mem.get("k", "t") is not None:
+                assert time.monotonic() < deadline, "cached value outlived its record TTL"
+                await asyncio.sleep(0.02)
+            assert await mem.list("k") == {}
+
+    arun(main())
+
+
+def test_batch_operations_are_one_backend_call_each(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url, cache=[]) as mem:
+            counter = Counting(mem.backend, "put_many", "get_many", "delete_many", "put", "get")
+            await mem.save_entities("q", {f"s{i}": {"v": i} for i in range(300)})
+            got = await mem.load_entities("q", [f"s{i}" for i in range(0, 300, 3)] + ["nope"])
+            assert list(got) == [f"s{i}" for i in range(0, 300, 3)]
+            assert got["s3"] == {"v": 3}
+            assert await mem.delete_many("q", ["s0", "s1", "missing"]) == 2
+            assert counter.calls == {
+                "put_many": 1,
+                "get_many": 1,
+                "delete_many": 1,
+                "put": 0,
+                "get": 0,
+            }
+
+    arun(main())
+
+
+def test_get_many_uses_and_fills_local_cache():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            await mem.put_many("k", {"a": 1, "b": 2, "c": 3})
+            counter = Counting(mem.backend, "get_many")
+            assert await mem.get_many("k", ["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+            assert await mem.get_many("k", ["c", "a"]) == {"c": 3, "a": 1}
+            assert counter.calls["get_many"] == 1
+
+    arun(main())
+
+
+def test_listing_pages_with_cursor():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            await mem.put_many("r", {f"a_{i:03d}": i for i in range(25)})
+            await mem.put("r", "b_000", "other")
+            seen: list[str] = []
+            cursor = None
+            while True:
+                page = await mem.page("r", "a_", limit=10, cursor=cursor)
+                seen += list(page.items)
+                if page.cursor is None:
+                    break
+                cursor = page.cursor
+            assert seen == [f"a_{i:03d}" for i in range(25)]
+            assert list(await mem.list("r", "a_", limit=2, reverse=True)) == ["a_024", "a_023"]
+
+    arun(main())
+
+
+names = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ns1=names, ns2=names, kind=names, id=st.text(min_size=1, max_size=30))
+def test_namespaces_isolate_completely(ns1, ns2, kind, id):
+    if ns1 == ns2:
+        return
+    for ch in (ns1, ns2, kind, id):
+        try:
+            ch.encode("utf-8")
+        except UnicodeEncodeError:
+            return
+
+    async def main():
+        async with hivemem.open_memory("memory://iso", namespace=ns1) as a:
+            b = a.namespace_view(ns2)
+            await a.drop()
+            await b.drop()
+            await a.put(kind, id, "A")
+            assert await b.get(kind, id) is None
+            assert await b.list(kind) == {}
+            assert await b.kinds() == []
+            await b.put(kind, id, "B")
+            assert await a.get(kind, id) == "A"
+            assert await b.get(kind, id) == "B"
+            await a.append(kind, "sA")
+            assert await b.read_series(kind) == []
+
+    arun(main())
+
+
+def test_invalid_names_are_rejected_with_the_value():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            with pytest.raises(InvalidKey, match="kind must not be empty"):
+                await mem.put("", "x", 1)
+            with pytest.raises(InvalidKey, match="lone surrogate"):
+                await mem.put("k", "bad\ud800", 1)
+            with pytest.raises(InvalidKey, match="4097 characters"):
+                await mem.get("k", "x" * 4097)
+            with pytest.raises(InvalidKey, match="must be a str"):
+                await mem.get("k", 12)  # type: ignore[arg-type]
+            assert await mem.get("k", "x" * 4096) is None
+            assert await mem.kinds() == []
+
+    arun(main())
+    with pytest.raises(hivemem.ConfigError, match="namespace"):
+        hivemem.open_memory("memory://", namespace="")
+
+
+def test_value_too_large_names_key_and_keeps_old_value():
+    class Small(MemoryBackend):
+        capabilities = Capabilities(max_value_size=200)
+
+    mem = hivemem.open_memory("memory://")
+    mem._core.backend = Small("memory://")  # same object model, a declared size limit
+    mem._core.max_value = 200
+
+    async def main():
+        async with mem:
+            await mem.put("doc", "d1", "small")
+            with pytest.raises(ValueTooLarge, match="doc/d1"):
+                await mem.put("doc", "d1", "x" * 1000)
+            assert await mem.get("doc", "d1") == "small"
+
+    arun(main())
+
+
+def test_summary_and_metrics_are_structured(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url, namespace="s") as mem:
+            await mem.put_many("user", {"a": {"x": 1}, "b": {"x": 2}})
+            await mem.append("rewards", 1.0, ts=100.0)
+            await mem.append("rewards", 3.0, ts=200.0)
+            await mem.get("user", "a")
+            await mem.get("user", "a")
+            s = await mem.summary()
+            assert s.kinds["user"]["count"] == 2 and s.kinds["user"]["bytes"] > 0
+            assert s.series["rewards"] == {
+                "length": 2,
+                "bytes": s.series["rewards"]["bytes"],
+                "oldest": 100.0,
+                "newest": 200.0,
+            }
+            m = mem.metrics()
+            for key in ("reads", "writes", "cache_hits", "cache_misses", "errors"):
+                assert isinstance(m[key], int)
+            get = m["operations"]["get"]
+            assert get["count"] == 2 and get["p50_ms"] <= get["p95_ms"] <= get["p99_ms"]
+            assert m["tiers"]["local"]["hit_ratio"] is not None
+            assert await mem.aggregate_series("rewards") == {
+                "count": 2,
+                "sum": 4.0,
+                "mean": 2.0,
+                "min": 1.0,
+                "max": 3.0,
+            }
+
+    arun(main())
+
+
+def test_rewrite_moves_old_frames_to_current_codecs_keeping_ttl(sqlite_url):
+    async def main():
+        async with hivemem.open_memory(sqlite_url, namespace="rw") as plain:
+            await plain.put_many("doc", {f"d{i}": "text " * 100 for i in range(30)})
+            await plain.put("doc", "ttl", "text " * 100, ttl=300)
+        async with hivemem.open_memory(sqlite_url, namespace="rw", compressor="zlib") as mem:
+            assert await mem.get("doc", "d1") == "text " * 100  # old frame still reads
+            report = await mem.rewrite()
+            assert (report.scanned, report.rewritten) == (31, 31)
+            again = await mem.rewrite()
+            assert (again.rewritten, again.skipped) == (0, 31)
+            rec = await mem.backend.get("rw", "doc", "ttl")
+            stages, _ = read_header(rec.value)
+            assert ("compressor", "zlib") in stages
+            assert rec.expires_at is not None and rec.expires_at - time.time() > 200
+            assert await mem.get("doc", "ttl", use_cache=False) == "text " * 100
+
+    arun(main())
+
+
+def test_seed_example_runs_as_documented():
+    from hivemem import DistributedMemoryManager
+
+    async def main():
+        memory_manager = DistributedMemoryManager(
+            memory_type="memory", config={}, namespace="example"
+        )
+        await memory_manager.save_entity(
+            "user",
+            "user123",
+            {
+                "name": "John Doe",
+                "email": "john@example.com",
+                "preferences": {"theme": "dark", "language": "en"},
+            },
+        )
+        user = await memory_manager.load_entity("user", "user123")
+        assert user["preferences"]["theme"] == "dark"
+        assert await memory_manager.delete_entity("user", "user123") is True
+        await memory_manager.save_conversation_history([{"role": "user", "content": "hi"}])
+        await memory_manager.save_conversation_history([{"role": "user", "content": "new"}])
+        assert await memory_manager.load_conversation_history() == [
+            {"role": "user", "content": "new"}
+        ]
+        await memory_manager.save_tool_usage("search", {"q": "x"}, "r")
+        usage = await memory_manager.load_tool_usage()
+        assert usage["search"][0]["args"] == {"q": "x"}
+        assert await memory_manager.get_tool_names() == ["search"]
+        for t in range(20):
+            await memory_manager.save_entity("reward", f"agent1_{1700000000 + t}", {"reward": t})
+        rewards = await memory_manager.load_entities_by_prefix("reward", "agent1_", limit=10)
+        assert [r["reward"] for r in rewards.values()] == list(range(10))
+        recent = await memory_manager.load_entities_by_prefix(
+            "reward", "agent1_", limit=10, newest=True
+        )
+        assert [r["reward"] for r in recent.values()] == list(range(10, 20))
+        summary = await memory_manager.get_memory_summary()
+        assert "reward: 20 entities" in summary and "search: 1 uses" in summary
+        memory_manager.clear_cache()
+        metrics = memory_manager.get_metrics()
+        assert {"reads", "writes", "cache_hits", "cache_misses", "errors"} <= set(metrics)
+        assert metrics["writes"] >= 22
+        assert await memory_manager.ping() is True
+        assert await memory_manager.get_entity_types() == ["reward"]
+        await memory_manager.close()
+
+    arun(main())
+
+
+def test_factory_memory_types_and_url():
+    from hivemem import DistributedMemoryBackend, DistributedMemoryFactory
+
+    m = DistributedMemoryFactory.create_memory_backend("memory")
+    assert isinstance(m, DistributedMemoryBackend)
+    r = DistributedMemoryFactory.create_memory_backend(
+        "sqlite", path="/tmp/hivemem-factory-test.db"
+    )
+    assert r.config.url == "sqlite:////tmp/hivemem-factory-test.db"
+    with pytest.raises(hivemem.ConfigError, match="needs config"):
+        DistributedMemoryFactory.create_memory_backend("cassandra")
+
+
+def test_ping_never_raises(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+
+    async def main():
+        mem = hivemem.open_memory(f"sqlite:///{blocker}/sub/x.db")
+        assert await mem.ping() is False
+
+    arun(main())
