@@ -436,30 +436,51 @@ class Memory(SeedMethods):
                     return _restore(snap)
                 core.metrics.miss(name)
         try:
-            flight = core.inflight.get(key) if use_cache else None
-            if flight is None:
-                flight = asyncio.ensure_future(self._load(kind, id, key, use_cache, cache_ttl))
-                if use_cache:
-                    core.inflight[key] = flight
-
-                    def _forget(f: asyncio.Future[Any], key: str = key) -> None:
-                        if core.inflight.get(key) is f:
-                            del core.inflight[key]
-
-                    flight.add_done_callback(_forget)
-            value = await asyncio.shield(flight)
+            if not use_cache:
+                value = await self._load(kind, id, key, False, cache_ttl)
+            else:
+                value = await self._single_flight(kind, id, key, cache_ttl)
         except BaseException:
             self._fail("get")
             raise
         self._done("get", started)
-        if value is _MISSING:
-            return default
-        if core.local and use_cache:
-            # followers of a single-flight read must not share one object
-            snap = _snapshot(value)
-            if snap is not None:
-                return _restore(snap)
-        return value
+        return default if value is _MISSING else value
+
+    async def _single_flight(self, kind: str, id: str, key: str, cache_ttl: float | None) -> Any:
+        """Concurrent misses of one key share the first caller's backend read."""
+        core = self._core
+        flight = core.inflight.get(key)
+        if flight is not None:
+            try:
+                value = await asyncio.shield(flight)
+                if value is _MISSING:
+                    return value
+                # followers must not share the leader's object
+                snap = _snapshot(value)
+                return value if snap is None else _restore(snap)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not flight.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # the leader was cancelled, not us: read for ourselves
+                return await self._load(kind, id, key, True, cache_ttl)
+        flight = asyncio.get_running_loop().create_future()
+        core.inflight[key] = flight
+        try:
+            value = await self._load(kind, id, key, True, cache_ttl)
+        except asyncio.CancelledError:
+            flight.cancel()
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            flight.exception()  # followers re-raise it; mark it retrieved
+            raise
+        else:
+            flight.set_result(value)
+            return value
+        finally:
+            if core.inflight.get(key) is flight:
+                del core.inflight[key]
 
     async def _load(
         self, kind: str, id: str, key: str, use_cache: bool, cache_ttl: float | None
