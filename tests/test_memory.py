@@ -418,3 +418,58 @@ def test_ping_never_raises(tmp_path):
         assert await mem.ping() is False
 
     arun(main())
+
+
+class _PadCodec:
+    """A test compressor whose output depends on a stored resource (like a zstd dictionary)."""
+
+    name = "pad"
+
+    def __init__(self, pad: str | None = None) -> None:
+        self.pads: dict[str, bytes] = {}
+        self.want = pad
+
+    def resources_needed(self):
+        return [] if self.want is None or self.want in self.pads else [("pad", self.want)]
+
+    def add_resource(self, kind, id, data):
+        self.pads[id] = data
+
+    def encode(self, data):
+        return self.want.encode() + b":" + bytes(a ^ self.pads[self.want][0] for a in data)
+
+    def decode(self, data):
+        pid, _, body = data.partition(b":")
+        pad = self.pads.get(pid.decode())
+        if pad is None:
+            raise hivemem.errors.ResourceMissing("pad", pid.decode())
+        return bytes(a ^ pad[0] for a in body)
+
+
+class _PadPlugin:
+    @hivemem.hookimpl
+    def hivemem_register_compressors(self, register):
+        register("pad", _PadCodec)
+
+
+def test_codec_resources_load_from_the_store_in_every_reader():
+    plugins = hivemem.make_plugins(plugins={"pad": _PadPlugin()})
+
+    async def main():
+        async with hivemem.open_memory("memory://res", plugins=plugins) as admin:
+            await admin.put_resource("pad", "p1", b"\x2a")
+        writer = hivemem.open_memory("memory://res", plugins=plugins, compressor="pad?pad=p1")
+        reader = hivemem.open_memory("memory://res", plugins=plugins, cache=[])
+        async with writer, reader:
+            await writer.put("doc", "d", {"secret": "abc"})
+            raw = (await writer.backend.get("default", "doc", "d")).value
+            assert b"secret" not in raw  # the codec really transformed it
+            assert await reader.get("doc", "d") == {"secret": "abc"}  # loaded "p1" on demand
+            assert list(await reader.list("doc")) == ["d"]
+        missing = hivemem.open_memory("memory://res", plugins=plugins, compressor="pad?pad=p9")
+        with pytest.raises(hivemem.errors.ResourceMissing, match="p9"):
+            await missing.open()
+        with pytest.raises(InvalidKey, match="reserved"):
+            hivemem.open_memory("memory://", namespace="__hivemem__")
+
+    arun(main())

@@ -389,4 +389,4 @@ def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="hivemem")
 
 
-__all__ = ["cli", "emit", "guarded", "main", "open_from_context", "run"]
+__all__ = ["State", "cli", "common_options", "emit", "guarded", "main", "open_from_context", "run"]

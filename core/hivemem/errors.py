@@ -68,6 +68,23 @@ class CodecNotInstalled(FrameError):
         super().__init__(f"{stage} {codec!r} is not installed{hint}", key)
 
 
+class ResourceMissing(FrameError):
+    """A codec needs a stored resource it has not loaded yet (e.g. a zstd dictionary).
+
+    Raised by a codec's ``decode`` with the resource's ``resource_kind`` and
+    ``resource_id``; the :class:`~hivemem.memory.Memory` then loads it from the
+    store (``Memory.put_resource``), hands it to the codec's ``add_resource``
+    and decodes again. It only reaches callers when the store lacks it.
+    """
+
+    def __init__(self, resource_kind: str, resource_id: str, key: str | None = None) -> None:
+        self.resource_kind = resource_kind
+        self.resource_id = resource_id
+        #: (stage, codec name), filled in by the pipeline
+        self.stage: tuple[str, str] | None = None
+        super().__init__(f"needs {resource_kind} {resource_id!r}, which is not loaded", key)
+
+
 class DecryptionError(FrameError):
     """A value could not be decrypted: wrong or missing key, tampered or truncated data."""
 
@@ -114,6 +131,7 @@ __all__ = [
     "InvalidKey",
     "PluginConflict",
     "PluginNotFound",
+    "ResourceMissing",
     "SerializationError",
     "ValueTooLarge",
 ]

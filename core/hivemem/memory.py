@@ -49,6 +49,7 @@ from .errors import (
     ConflictError,
     HivememError,
     InvalidKey,
+    ResourceMissing,
     ValueTooLarge,
 )
 from .metrics import Metrics
@@ -63,6 +64,9 @@ MAX_NAME = 256
 MAX_ID = 4096
 
 _MISSING = object()
+
+#: the namespace holding codec resources (zstd dictionaries, ...); not for user data
+RESOURCE_NS = "__hivemem__"
 
 
 def _check_name(
@@ -221,6 +225,8 @@ class Memory(SeedMethods):
     def __init__(self, core: _Core, namespace: str) -> None:
         self._core = core
         self.namespace = _check_name(namespace, "namespace")
+        if self.namespace == RESOURCE_NS:
+            raise InvalidKey(f"namespace {RESOURCE_NS!r} is reserved for codec resources")
         self._b = core.backend
 
     # -- lifecycle ---------------------------------------------------------------
@@ -269,6 +275,8 @@ class Memory(SeedMethods):
                 for _, cache in core.caches:
                     await cache.open()
                     opened.append(cache)
+                for stage, name, rkind, rid in core.pipeline.resources_needed():
+                    await self._load_resource(stage, name, rkind, rid)
                 subscribe = getattr(core.backend, "subscribe", None)
                 if subscribe is not None and core.local:
                     core.unsubscribe.append(await subscribe(self.namespace, self._on_remote_write))
@@ -329,6 +337,44 @@ class Memory(SeedMethods):
         if limit is not None and len(frame) > limit:
             raise ValueTooLarge(f"{kind}/{id}", len(frame), limit, self._core.backend.name)
         return frame
+
+    # -- codec resources ---------------------------------------------------------------
+    async def _load_resource(self, stage: str, name: str, rkind: str, rid: str) -> None:
+        rec = await self._core.backend.get(RESOURCE_NS, rkind, rid)
+        if rec is None:
+            raise ResourceMissing(rkind, rid)
+        self._core.pipeline.codec(stage, name).add_resource(rkind, rid, rec.value)
+
+    async def _decode(self, frame: bytes, label: str) -> Any:
+        """Decode a frame, loading a codec resource from the store when one is missing."""
+        try:
+            return self._core.pipeline.decode(frame, label)
+        except ResourceMissing as exc:
+            if exc.stage is None:
+                raise
+            try:
+                await self._load_resource(*exc.stage, exc.resource_kind, exc.resource_id)
+            except ResourceMissing:
+                raise exc from None
+            return self._core.pipeline.decode(frame, label)
+
+    async def put_resource(self, resource_kind: str, resource_id: str, data: bytes) -> None:
+        """Store a codec resource (e.g. a zstd dictionary) for every process using this store.
+
+        Resources live in the reserved namespace ``__hivemem__`` as raw bytes
+        (not through the pipeline: they must be readable before any codec is).
+        """
+        await (await self._ready()).put(
+            RESOURCE_NS,
+            _check_name(resource_kind, "resource kind"),
+            _check_name(resource_id, "resource id"),
+            bytes(data),
+        )
+
+    async def get_resource(self, resource_kind: str, resource_id: str) -> bytes | None:
+        """A stored codec resource, or None."""
+        rec = await (await self._ready()).get(RESOURCE_NS, resource_kind, resource_id)
+        return None if rec is None else rec.value
 
     # -- records -------------------------------------------------------------------
     async def put(
@@ -515,18 +561,17 @@ class Memory(SeedMethods):
                     ttl_left = max(0.001, rec.expires_at - time.time())
                 if use_cache and core.remote and core.generation.get(key, 0) == gen:
                     for _, cache in core.remote:
-                        if cache.max_value_size is None or len(frame) <= cache.max_value_size:
-                            try:
-                                await cache.set(key, frame, self._ttl(ttl_left, cache_ttl))
-                            except Exception:
-                                pass
+                        try:  # a cache refuses (and counts) values past its item limit
+                            await cache.set(key, frame, self._ttl(ttl_left, cache_ttl))
+                        except Exception:  # a failing cache is a miss, not an error
+                            pass
         finally:
             if leased is not None:
                 try:
                     await leased.release(key)  # type: ignore[attr-defined]
                 except Exception:
                     pass
-        value = core.pipeline.decode(frame, label)
+        value = await self._decode(frame, label)
         if use_cache and core.local and core.generation.get(key, 0) == gen:
             snap = _snapshot(value)
             if snap is not None:
@@ -550,6 +595,11 @@ class Memory(SeedMethods):
                 continue
             try:
                 if await lease(key, 2.0):
+                    # the previous holder may have filled it just before releasing
+                    frame = await cache.get(key)
+                    if frame is not None:
+                        await cache.release(key)  # type: ignore[attr-defined]
+                        return frame, None
                     return None, cache
                 for delay in (0.005, 0.01, 0.02, 0.04, 0.08):
                     await asyncio.sleep(delay)
@@ -573,7 +623,7 @@ class Memory(SeedMethods):
             result = (
                 None
                 if rec is None
-                else (self._core.pipeline.decode(rec.value, f"{kind}/{id}"), rec.version)
+                else (await self._decode(rec.value, f"{kind}/{id}"), rec.version)
             )
         except BaseException:
             self._fail("get_versioned")
@@ -698,7 +748,7 @@ class Memory(SeedMethods):
                             still.append(id)
                         else:
                             core.metrics.hit(name)
-                            found[id] = self._decode_fill(
+                            found[id] = await self._decode_fill(
                                 frame, kind, id, keys[id], gens[id], None, use_cache
                             )
                     missing = still
@@ -713,7 +763,7 @@ class Memory(SeedMethods):
                     ttl_left = (
                         None if rec.expires_at is None else max(0.001, rec.expires_at - time.time())
                     )
-                    found[id] = self._decode_fill(
+                    found[id] = await self._decode_fill(
                         rec.value, kind, id, keys[id], gens[id], ttl_left, use_cache
                     )
                     if core.generation.get(keys[id], 0) == gens[id] and rec.expires_at is None:
@@ -730,7 +780,7 @@ class Memory(SeedMethods):
         self._done("get_many", started)
         return {id: found[id] for id in wanted if id in found}
 
-    def _decode_fill(
+    async def _decode_fill(
         self,
         frame: bytes,
         kind: str,
@@ -741,7 +791,7 @@ class Memory(SeedMethods):
         use_cache: bool,
     ) -> Any:
         core = self._core
-        value = core.pipeline.decode(frame, f"{kind}/{id}")
+        value = await self._decode(frame, f"{kind}/{id}")
         if use_cache and core.local and core.generation.get(key, 0) == gen:
             snap = _snapshot(value)
             if snap is not None:
@@ -810,8 +860,7 @@ class Memory(SeedMethods):
                 self.namespace, kind, prefix, limit=limit, cursor=cursor, reverse=reverse
             )
             self._core.metrics.reads += len(rows)
-            decode = self._core.pipeline.decode
-            items = {id: decode(rec.value, f"{kind}/{id}") for id, rec in rows}
+            items = {id: await self._decode(rec.value, f"{kind}/{id}") for id, rec in rows}
         except BaseException:
             self._fail("list")
             raise
@@ -908,8 +957,7 @@ class Memory(SeedMethods):
                 self.namespace, series, start=start, end=end, limit=limit, latest=latest
             )
             self._core.metrics.reads += 1
-            decode = self._core.pipeline.decode
-            out = [(e.ts, decode(e.value, f"series:{series}#{e.seq}")) for e in entries]
+            out = [(e.ts, await self._decode(e.value, f"series:{series}#{e.seq}")) for e in entries]
         except BaseException:
             self._fail("read_series")
             raise
@@ -1059,6 +1107,7 @@ class Memory(SeedMethods):
                 )
                 for id, rec in rows:
                     scanned += 1
+                    await self._decode(rec.value, f"{kind}/{id}")  # loads codec resources
                     new = pipeline.reencode(rec.value, f"{kind}/{id}")
                     ttl = None
                     if rec.expires_at is not None:

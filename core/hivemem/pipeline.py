@@ -35,6 +35,7 @@ from .errors import (
     FrameError,
     HivememError,
     PluginNotFound,
+    ResourceMissing,
     SerializationError,
 )
 from .plugins import KNOWN_PACKAGES, Plugins, get_plugins
@@ -240,15 +241,20 @@ class Pipeline:
             codec = self._codec(kind, name, key)
             try:
                 data = codec.decode(data)
+            except ResourceMissing as exc:
+                exc.stage = (kind, name)
+                exc.key = key
+                raise
             except DecryptionError as exc:
                 if exc.key is None and key is not None:
                     raise DecryptionError(str(exc), key) from None
                 raise
             except Exception as exc:  # a codec's own error: never return garbage
-                cls = DecryptionError if kind == "encryptor" else FrameError
-                raise cls(
-                    f"{kind} {name!r} cannot decode value: {type(exc).__name__}", key
-                ) from None
+                if kind == "encryptor":  # say nothing an attacker could use
+                    raise DecryptionError(
+                        f"{kind} {name!r} cannot decode value: {type(exc).__name__}", key
+                    ) from None
+                raise FrameError(f"{kind} {name!r} cannot decode value: {exc}", key) from None
         serializer = self._codec("serializer", stages[0][1], key)
         try:
             return serializer.loads(data)
@@ -256,6 +262,19 @@ class Pipeline:
             raise FrameError(
                 f"serializer {stages[0][1]!r} cannot decode value: {type(exc).__name__}", key
             ) from None
+
+    def codec(self, kind: str, name: str) -> Any:
+        """The codec instance this pipeline uses for ``name`` at stage ``kind``."""
+        return self._codec(kind, name)
+
+    def resources_needed(self) -> list[tuple[str, str, str, str]]:
+        """``(stage, codec, resource_kind, resource_id)`` the write-side codecs need loaded."""
+        out = []
+        for kind, codec in (("compressor", self.compressor), ("encryptor", self.encryptor)):
+            wants = getattr(codec, "resources_needed", None)
+            if wants is not None:
+                out += [(kind, codec.name, rk, rid) for rk, rid in wants()]  # type: ignore[union-attr]
+        return out
 
     def _stale_key(self, frame: bytes, pos: int) -> bool:
         if self.encryptor is None:

@@ -45,6 +45,7 @@ KNOWN_PACKAGES: dict[str, str] = {
     "redis": "hivemem-redis",
     "rediss": "hivemem-redis",
     "redis+cluster": "hivemem-redis",
+    "rediss+cluster": "hivemem-redis",
     "unix": "hivemem-redis",
     "mongodb": "hivemem-mongo",
     "mongodb+srv": "hivemem-mongo",
