@@ -20,7 +20,7 @@ Caching rules:
   written through when no other write to the same key overlapped; remote
   caches are invalidated (deleted), never written through, so two processes
   racing cannot leave an older value there.
-* Every write bumps a per-key generation: a read that started before a write
+* Every write bumps a per-key epoch: a read that started before a write
   never fills a cache after it. So a cache never serves a value older than
   one acknowledged as written through the same ``Memory``.
 * The in-process cache holds a private snapshot (``marshal``, or ``pickle``
@@ -149,6 +149,48 @@ class RewriteReport:
     conflicts: int
 
 
+class _Epochs:
+    """Per-key change counters, kept only while a read or write watches the key.
+
+    A watcher notes the epoch when it starts (``begin``) and fills a cache at
+    the end only if no write bumped the key meanwhile (``same``). Entries are
+    dropped when the last watcher ends, so memory stays bounded by the number
+    of operations in flight, not by the number of keys ever written.
+    """
+
+    __slots__ = ("watch",)
+
+    def __init__(self) -> None:
+        self.watch: dict[str, list[int]] = {}
+
+    def begin(self, key: str) -> int:
+        entry = self.watch.get(key)
+        if entry is None:
+            entry = self.watch[key] = [0, 0]
+        entry[1] += 1
+        return entry[0]
+
+    def same(self, key: str, since: int) -> bool:
+        entry = self.watch.get(key)
+        return entry is not None and entry[0] == since
+
+    def end(self, key: str) -> None:
+        entry = self.watch.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                del self.watch[key]
+
+    def bump(self, key: str) -> None:
+        entry = self.watch.get(key)
+        if entry is not None:
+            entry[0] += 1
+
+    def bump_all(self) -> None:
+        for entry in self.watch.values():
+            entry[0] += 1
+
+
 class _Core:
     """State shared by a Memory and its namespace views."""
 
@@ -191,23 +233,20 @@ class _Core:
         self.opened = False
         self.closed = False
         self.open_lock: asyncio.Lock | None = None
-        self.generation: dict[str, int] = {}
+        self.epochs = _Epochs()
         self.writing: dict[str, int] = {}
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         self.unsubscribe: list[Callable[[], Awaitable[None]]] = []
         self.max_value = self.backend.capabilities.max_value_size
 
-    def bump(self, key: str) -> int:
-        gen = self.generation.get(key, 0) + 1
-        self.generation[key] = gen
+    def bump(self, key: str) -> None:
+        self.epochs.bump(key)
         self.inflight.pop(key, None)
         for _, cache in self.local:
             cache.delete_now(key)  # type: ignore[attr-defined]
-        return gen
 
     def invalidate_all_local(self) -> None:
-        for key in list(self.generation):
-            self.generation[key] += 1
+        self.epochs.bump_all()
         self.inflight.clear()
         for _, cache in self.local:
             cache.clear_now()  # type: ignore[attr-defined]
@@ -404,7 +443,8 @@ class Memory(SeedMethods):
             frame = self._encode(value, kind, id)
             backend = await self._ready()
             key = _cache_key(self.namespace, kind, id)
-            gen = core.bump(key)
+            core.bump(key)
+            gen = core.epochs.begin(key)
             core.writing[key] = core.writing.get(key, 0) + 1
             try:
                 version = await backend.put(
@@ -416,7 +456,7 @@ class Memory(SeedMethods):
                     cache
                     and core.local
                     and core.writing.get(key) == 1
-                    and core.generation.get(key) == gen
+                    and core.epochs.same(key, gen)
                 ):
                     snap = _snapshot(value)
                     if snap is not None and snap[:1] == b"m":
@@ -426,6 +466,7 @@ class Memory(SeedMethods):
                         for _, c in core.local:
                             c.set_now(key, snap, cache_ttl)  # type: ignore[attr-defined]
             finally:
+                core.epochs.end(key)
                 left = core.writing[key] - 1
                 if left:
                     core.writing[key] = left
@@ -532,7 +573,16 @@ class Memory(SeedMethods):
         self, kind: str, id: str, key: str, use_cache: bool, cache_ttl: float | None
     ) -> Any:
         core = self._core
-        gen = core.generation.get(key, 0)
+        gen = core.epochs.begin(key)
+        try:
+            return await self._load_watched(kind, id, key, use_cache, cache_ttl, gen)
+        finally:
+            core.epochs.end(key)
+
+    async def _load_watched(
+        self, kind: str, id: str, key: str, use_cache: bool, cache_ttl: float | None, gen: int
+    ) -> Any:
+        core = self._core
         backend = await self._ready()
         label = f"{kind}/{id}"
         frame: bytes | None = None
@@ -559,7 +609,7 @@ class Memory(SeedMethods):
                 frame = rec.value
                 if rec.expires_at is not None:
                     ttl_left = max(0.001, rec.expires_at - time.time())
-                if use_cache and core.remote and core.generation.get(key, 0) == gen:
+                if use_cache and core.remote and core.epochs.same(key, gen):
                     for _, cache in core.remote:
                         try:  # a cache refuses (and counts) values past its item limit
                             await cache.set(key, frame, self._ttl(ttl_left, cache_ttl))
@@ -572,7 +622,7 @@ class Memory(SeedMethods):
                 except Exception:
                     pass
         value = await self._decode(frame, label)
-        if use_cache and core.local and core.generation.get(key, 0) == gen:
+        if use_cache and core.local and core.epochs.same(key, gen):
             snap = _snapshot(value)
             if snap is not None:
                 # a value that came from a remote cache keeps only the remote TTL bound
@@ -717,6 +767,8 @@ class Memory(SeedMethods):
         wanted = [_check_name(id, "id", MAX_ID) for id in dict.fromkeys(ids)]
         core = self._core
         found: dict[str, Any] = {}
+        keys: dict[str, str] = {}
+        watched: list[str] = []
         try:
             keys = {id: _cache_key(self.namespace, kind, id) for id in wanted}
             missing = list(wanted)
@@ -732,7 +784,8 @@ class Memory(SeedMethods):
                             core.metrics.hit(name)
                             found[id] = _restore(snap)
                     missing = still
-            gens = {id: core.generation.get(keys[id], 0) for id in missing}
+            gens = {id: core.epochs.begin(keys[id]) for id in missing}
+            watched = list(gens)
             backend = await self._ready()
             if use_cache and missing:
                 for name, cache in core.remote:
@@ -766,7 +819,7 @@ class Memory(SeedMethods):
                     found[id] = await self._decode_fill(
                         rec.value, kind, id, keys[id], gens[id], ttl_left, use_cache
                     )
-                    if core.generation.get(keys[id], 0) == gens[id] and rec.expires_at is None:
+                    if core.epochs.same(keys[id], gens[id]) and rec.expires_at is None:
                         fill[keys[id]] = rec.value
                 if use_cache and fill:
                     for _, cache in core.remote:
@@ -777,6 +830,9 @@ class Memory(SeedMethods):
         except BaseException:
             self._fail("get_many")
             raise
+        finally:
+            for id in watched:
+                core.epochs.end(keys[id])
         self._done("get_many", started)
         return {id: found[id] for id in wanted if id in found}
 
@@ -792,7 +848,7 @@ class Memory(SeedMethods):
     ) -> Any:
         core = self._core
         value = await self._decode(frame, f"{kind}/{id}")
-        if use_cache and core.local and core.generation.get(key, 0) == gen:
+        if use_cache and core.local and core.epochs.same(key, gen):
             snap = _snapshot(value)
             if snap is not None:
                 for _, c in core.local:

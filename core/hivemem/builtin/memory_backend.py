@@ -363,12 +363,14 @@ class MemoryBackend(Backend):
         items = self.s.series.get((ns, series), [])
         lo = 0 if start is None else bisect.bisect_left(items, (start,))
         hi = len(items) if end is None else bisect.bisect_left(items, (end,))
-        window = items[lo:hi]
         if limit is not None:
             if limit <= 0:
                 return []
-            window = window[-limit:] if latest else window[:limit]
-        return [SeriesEntry(*item) for item in window]
+            if latest:
+                lo = max(lo, hi - limit)
+            else:
+                hi = min(hi, lo + limit)
+        return [SeriesEntry(*item) for item in items[lo:hi]]
 
     async def series_names(self, ns: str, prefix: str = "") -> list[str]:
         """See :meth:`Backend.series_names`."""
