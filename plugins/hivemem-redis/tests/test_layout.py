@@ -1,0 +1,106 @@
+"""What the backend leaves in Redis: documented keys, consistent indexes, no keyspace scans."""
+
+from __future__ import annotations
+
+import pytest
+from hivemem.testing.helpers import eventually
+from hivemem_redis.keys import KeyLayout
+
+pytestmark = pytest.mark.usefixtures("hivemem_runner")
+
+
+def _keys(server, pattern: bytes) -> list[bytes]:
+    return server.command("KEYS", pattern)
+
+
+async def _workload(b) -> None:
+    await b.put("ns", "user", "u1", b"x")
+    await b.put("ns", "user", "u2", b"y", ttl=30)
+    await b.put_many("ns", "user", {"u3": b"z", "u4": b"w"})
+    await b.get("ns", "user", "u1")
+    await b.get_many("ns", "user", ["u1", "u2"])
+    await b.list_ids("ns", "user", "u")
+    await b.list_records("ns", "user", "u", reverse=True)
+    await b.kinds("ns")
+    await b.append("ns", "history", b"m")
+    await b.read_series("ns", "history", latest=True, limit=5)
+    await b.series_names("ns")
+    await b.incr("ns", "q", "s", "a")
+    await b.get_counters("ns", "q", ["s"])
+    await b.namespace_stats("ns")
+    await b.delete("ns", "user", "u1")
+    await b.delete_many("ns", "user", ["u3"])
+    await b.delete_series("ns", "history")
+    await b.delete_counters("ns", "q", "s")
+    await b.drop_namespace("ns")
+
+
+async def test_no_keyspace_scan_and_nothing_left_behind(redis_server_factory, make_backend):
+    server = redis_server_factory()
+    b = await make_backend(server.url, prefix="datamcp:")
+    await b.put("keep", "user", "u", b"v")
+    await _workload(b)
+    stats = server.command("INFO", "commandstats").decode()
+    assert "cmdstat_keys:" not in stats and "cmdstat_scan:" not in stats
+    assert "cmdstat_evalsha:" in stats
+    # only the untouched namespace remains, and every key carries the prefix
+    left = _keys(server, b"*")
+    assert left and all(
+        k.startswith(b"datamcp:{k:keep:user}:") or k == b"datamcp:{n:keep}:K" for k in left
+    )
+
+
+async def test_expired_ids_leave_the_index(redis_server, make_backend):
+    b = await make_backend(redis_server.url)
+    kk = KeyLayout(b.settings.prefix).kind("ns", "k")
+    await b.put_many("ns", "k", {f"t{i}": b"" for i in range(50)}, ttl=0.1)
+    await b.put("ns", "k", "live", b"")
+    assert redis_server.command("ZCARD", kk.index) == 51
+    assert redis_server.command("ZCARD", kk.expiry) == 50
+
+    async def only_live() -> bool:
+        return await b.list_ids("ns", "k") == ["live"]
+
+    await eventually(only_live, timeout=5, what="expired ids hidden from listing")
+    # the listing that met them removed them from both index structures
+    assert redis_server.command("ZCARD", kk.index) == 1
+    assert redis_server.command("ZCARD", kk.expiry) == 0
+
+
+async def test_writes_purge_expired_index_entries_a_few_at_a_time(redis_server, make_backend):
+    b = await make_backend(redis_server.url)
+    kk = KeyLayout(b.settings.prefix).kind("ns", "k")
+    await b.put_many("ns", "k", {f"t{i}": b"" for i in range(20)}, ttl=0.05)
+
+    async def expired() -> bool:
+        return await b.get("ns", "k", "t19") is None
+
+    await eventually(expired, timeout=5, what="expiry")
+    await b.put("ns", "k", "w1", b"")  # each write removes up to 8 expired entries
+    assert redis_server.command("ZCARD", kk.expiry) == 12
+    await b.put("ns", "k", "w2", b"")
+    await b.put("ns", "k", "w3", b"")
+    assert redis_server.command("ZCARD", kk.expiry) == 0
+    assert redis_server.command("ZCARD", kk.index) == 3
+
+
+async def test_drop_namespace_in_batches(any_url, make_backend):
+    b = await make_backend(any_url)
+    await b.put_many("big", "k", {f"{i:05}": b"v" for i in range(2500)})
+    for i in range(1100):  # more counter ids than one drop script handles
+        await b.incr("big", "k", f"{i}", "f")
+    await b.put("small", "k", "x", b"")
+    await b.drop_namespace("big")
+    assert await b.list_ids("big", "k", limit=1) == []
+    assert await b.get_counters("big", "k", ["0", "600", "1099"]) == {}
+    assert await b.list_ids("small", "k") == ["x"]
+
+
+async def test_kinds_spread_over_every_cluster_master(redis_cluster, make_backend):
+    b = await make_backend(redis_cluster.url)
+    for i in range(30):
+        await b.put("ns", f"kind{i}", "id", b"v")
+    prefix = b.settings.prefix
+    per_node = [len(node.command("KEYS", prefix + b"*")) for node in redis_cluster.nodes]
+    assert all(n > 0 for n in per_node), per_node
+    assert len(await b.kinds("ns")) == 30
