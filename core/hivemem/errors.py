@@ -77,12 +77,21 @@ class ResourceMissing(FrameError):
     and decodes again. It only reaches callers when the store lacks it.
     """
 
-    def __init__(self, resource_kind: str, resource_id: str, key: str | None = None) -> None:
+    def __init__(
+        self,
+        resource_kind: str,
+        resource_id: str,
+        key: str | None = None,
+        *,
+        stage: tuple[str, str] | None = None,
+        detail: str = "which is not loaded",
+    ) -> None:
         self.resource_kind = resource_kind
         self.resource_id = resource_id
-        #: (stage, codec name), filled in by the pipeline
-        self.stage: tuple[str, str] | None = None
-        super().__init__(f"needs {resource_kind} {resource_id!r}, which is not loaded", key)
+        #: (stage, codec name) that needs it, filled in by the pipeline
+        self.stage = stage
+        who = f"{stage[0]} {stage[1]!r} " if stage else ""
+        super().__init__(f"{who}needs {resource_kind} {resource_id!r}, {detail}", key)
 
 
 class DecryptionError(FrameError):

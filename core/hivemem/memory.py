@@ -381,7 +381,9 @@ class Memory(SeedMethods):
     async def _load_resource(self, stage: str, name: str, rkind: str, rid: str) -> None:
         rec = await self._core.backend.get(RESOURCE_NS, rkind, rid)
         if rec is None:
-            raise ResourceMissing(rkind, rid)
+            raise ResourceMissing(
+                rkind, rid, stage=(stage, name), detail="which is not stored in this memory"
+            )
         self._core.pipeline.codec(stage, name).add_resource(rkind, rid, rec.value)
 
     async def _decode(self, frame: bytes, label: str) -> Any:
@@ -394,7 +396,13 @@ class Memory(SeedMethods):
             try:
                 await self._load_resource(*exc.stage, exc.resource_kind, exc.resource_id)
             except ResourceMissing:
-                raise exc from None
+                raise ResourceMissing(
+                    exc.resource_kind,
+                    exc.resource_id,
+                    exc.key,
+                    stage=exc.stage,
+                    detail="which is not stored in this memory",
+                ) from None
             return self._core.pipeline.decode(frame, label)
 
     async def put_resource(self, resource_kind: str, resource_id: str, data: bytes) -> None:

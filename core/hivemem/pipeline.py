@@ -242,9 +242,9 @@ class Pipeline:
             try:
                 data = codec.decode(data)
             except ResourceMissing as exc:
-                exc.stage = (kind, name)
-                exc.key = key
-                raise
+                raise ResourceMissing(
+                    exc.resource_kind, exc.resource_id, key, stage=(kind, name)
+                ) from None
             except DecryptionError as exc:
                 if exc.key is None and key is not None:
                     raise DecryptionError(str(exc), key) from None
