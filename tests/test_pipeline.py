@@ -88,6 +88,11 @@ def test_zlib_bomb_is_bounded():
         reader.decode(frame, "bomb")
 
 
+# the serializer keeps the UTC offset, not a zone name (documented)
+fixed_offsets = st.builds(
+    dt.timezone,
+    st.timedeltas(min_value=dt.timedelta(hours=-23), max_value=dt.timedelta(hours=23)),
+)
 json_values = st.recursive(
     st.none()
     | st.booleans()
@@ -95,7 +100,7 @@ json_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.text()
     | st.binary()
-    | st.datetimes(timezones=st.none() | st.timezones())
+    | st.datetimes(timezones=st.none() | fixed_offsets)
     | st.dates()
     | st.uuids()
     | st.decimals(allow_nan=False, allow_infinity=False),

@@ -1,1 +1,106 @@
-"""hivemem's conformance kit (backend, cache and codec suites) and server fixtures."""
+"""hivemem's conformance kit: backend, cache and codec suites plus real-server fixtures.
+
+A plugin's test module is mostly one class that points a suite at its factory::
+
+    import pytest
+    from hivemem.testing import BackendSuite
+
+    class TestMyBackend(BackendSuite):
+        @pytest.fixture
+        def backend_url(self, redis_server):
+            return redis_server.url
+
+The fixtures (``hivemem_runner``, ``redis_server``, ``memcached_server``, ...)
+come from the pytest plugin :mod:`hivemem.testing.plugin`, loaded
+automatically through the ``pytest11`` entry point. The suites import
+hypothesis, so they are loaded lazily: ``import hivemem.testing`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .backend_suite import KIT_NAMESPACES, BackendSuite, open_backend
+    from .cache_suite import CacheSuite, open_cache
+    from .codec_suite import CodecSuite, PipelineCombinationSuite, pipeline_combinations
+    from .helpers import TRICKY_STRINGS, build_frame, eventually, require_capability
+    from .plugin import in_ci, missing_binary, start_server
+    from .servers import (
+        MemcachedServer,
+        RedisCluster,
+        RedisServer,
+        ServerBinaryMissing,
+        ServerError,
+        find_binary,
+        free_port,
+    )
+    from .stateful import BackendStateMachine, run_backend_state_machine
+
+_EXPORTS: dict[str, str] = {
+    "BackendSuite": "backend_suite",
+    "KIT_NAMESPACES": "backend_suite",
+    "open_backend": "backend_suite",
+    "CacheSuite": "cache_suite",
+    "open_cache": "cache_suite",
+    "CodecSuite": "codec_suite",
+    "PipelineCombinationSuite": "codec_suite",
+    "pipeline_combinations": "codec_suite",
+    "TRICKY_STRINGS": "helpers",
+    "build_frame": "helpers",
+    "eventually": "helpers",
+    "require_capability": "helpers",
+    "in_ci": "plugin",
+    "missing_binary": "plugin",
+    "start_server": "plugin",
+    "MemcachedServer": "servers",
+    "RedisCluster": "servers",
+    "RedisServer": "servers",
+    "ServerBinaryMissing": "servers",
+    "ServerError": "servers",
+    "find_binary": "servers",
+    "free_port": "servers",
+    "BackendStateMachine": "stateful",
+    "run_backend_state_machine": "stateful",
+}
+
+__all__ = [
+    "KIT_NAMESPACES",
+    "TRICKY_STRINGS",
+    "BackendStateMachine",
+    "BackendSuite",
+    "CacheSuite",
+    "CodecSuite",
+    "MemcachedServer",
+    "PipelineCombinationSuite",
+    "RedisCluster",
+    "RedisServer",
+    "ServerBinaryMissing",
+    "ServerError",
+    "build_frame",
+    "eventually",
+    "find_binary",
+    "free_port",
+    "in_ci",
+    "missing_binary",
+    "open_backend",
+    "open_cache",
+    "pipeline_combinations",
+    "require_capability",
+    "run_backend_state_machine",
+    "start_server",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hivemem.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -1,1 +1,245 @@
-"""pytest plugin entry point for the hivemem conformance kit."""
+"""pytest plugin of the hivemem conformance kit (the ``pytest11`` entry point ``hivemem``).
+
+Installed with hivemem, so every pytest run that has hivemem installed gets
+these fixtures without a ``conftest.py``. Importing it is cheap: the suites
+(which need hypothesis) load only when a test module imports them.
+
+Async tests without pytest-asyncio
+----------------------------------
+An ``async def`` test that requests the ``hivemem_runner`` fixture (directly,
+through ``@pytest.mark.usefixtures("hivemem_runner")``, or by carrying the
+``hivemem_async`` marker) is run by :func:`pytest_pyfunc_call` on that
+fixture's :class:`asyncio.Runner`. The runner is function-scoped and is the
+*same* event loop the test's synchronous fixtures see, so a fixture can build
+an async resource with ``hivemem_runner.run(...)`` and the test can use it::
+
+    @pytest.fixture
+    def backend(hivemem_runner):
+        b = MemoryBackend("memory://")
+        hivemem_runner.run(b.open())
+        yield b
+        hivemem_runner.run(b.close())
+
+    @pytest.mark.usefixtures("hivemem_runner")
+    async def test_put(backend):
+        assert await backend.put("ns", "k", "id", b"v") == 1
+
+The ini option ``hivemem_auto_runner = true`` gives every ``async def`` test
+the runner automatically; ``hivemem_async_timeout`` (seconds, default 300,
+0 for none) fails a coroutine test that hangs instead of hanging the run.
+Async tests that do not ask for the runner are left to other plugins
+(pytest-asyncio, anyio), so the plugin coexists with them.
+
+Server fixtures
+---------------
+``redis_server``, ``redis_cluster`` and ``memcached_server`` are
+session-scoped real servers (see :mod:`hivemem.testing.servers`);
+``redis_server_factory`` and ``memcached_server_factory`` start private
+servers with custom options for tests that kill, pause or restart them.
+When a server binary is missing the fixture skips with the ``apt-get``
+command that installs it, or fails when the ``CI`` environment variable is
+``true``/``1``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from .servers import MemcachedServer, RedisCluster, RedisServer, ServerBinaryMissing
+
+S = TypeVar("S", RedisServer, MemcachedServer, RedisCluster)
+
+_DEFAULT_TIMEOUT = 300.0
+
+__all__ = [
+    "hivemem_plugins",
+    "hivemem_runner",
+    "in_ci",
+    "memcached_server",
+    "memcached_server_factory",
+    "missing_binary",
+    "redis_cluster",
+    "redis_server",
+    "redis_server_factory",
+    "start_server",
+]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the kit's ini options."""
+    parser.addini(
+        "hivemem_auto_runner",
+        type="bool",
+        default=False,
+        help="hivemem: run every async def test on the hivemem_runner event loop",
+    )
+    parser.addini(
+        "hivemem_async_timeout",
+        default=str(_DEFAULT_TIMEOUT),
+        help="hivemem: seconds before a coroutine test is failed as hung (0: no limit)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the kit's markers."""
+    config.addinivalue_line(
+        "markers",
+        "hivemem_async: run this async def test on the hivemem_runner event loop",
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give marked (or, with ``hivemem_auto_runner``, all) coroutine tests the runner."""
+    auto = bool(config.getini("hivemem_auto_runner"))
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        if not inspect.iscoroutinefunction(item.obj):
+            continue
+        if (auto or item.get_closest_marker("hivemem_async")) and (
+            "hivemem_runner" not in item.fixturenames
+        ):
+            item.fixturenames.append("hivemem_runner")
+
+
+async def _bounded(coro: Coroutine[Any, Any, Any], timeout: float) -> Any:
+    async with asyncio.timeout(timeout):
+        return await coro
+
+
+def _timeout(config: pytest.Config) -> float:
+    raw = config.getini("hivemem_async_timeout")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise pytest.UsageError(f"hivemem_async_timeout={raw!r} is not a number") from None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test on its ``hivemem_runner``; leave other tests alone."""
+    func = pyfuncitem.obj
+    if not inspect.iscoroutinefunction(func):
+        return None
+    runner = pyfuncitem.funcargs.get("hivemem_runner")
+    if not isinstance(runner, asyncio.Runner):
+        return None
+    argnames = pyfuncitem._fixtureinfo.argnames
+    coro = func(**{name: pyfuncitem.funcargs[name] for name in argnames})
+    timeout = _timeout(pyfuncitem.config)
+    runner.run(_bounded(coro, timeout) if timeout > 0 else coro)
+    return True
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is ``true`` or ``1``."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def missing_binary(exc: ServerBinaryMissing) -> None:
+    """Skip the test for a missing server binary; fail instead under ``CI``."""
+    if in_ci():
+        pytest.fail(f"{exc} (CI is set, so missing servers fail the run)", pytrace=False)
+    pytest.skip(str(exc))
+
+
+def start_server(server: S) -> S:
+    """Start ``server``; skip (or fail under CI) when its binary is missing."""
+    try:
+        server.start()
+    except ServerBinaryMissing as exc:
+        missing_binary(exc)
+    return server
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def hivemem_runner() -> Iterator[asyncio.Runner]:
+    """A function-scoped :class:`asyncio.Runner`; coroutine tests run on its loop."""
+    with asyncio.Runner() as runner:
+        yield runner
+
+
+@pytest.fixture
+def hivemem_plugins() -> Any:
+    """A freshly made plugin manager (:func:`hivemem.plugins.make_plugins`), not the global."""
+    from hivemem.plugins import make_plugins
+
+    return make_plugins()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real ``redis-server`` shared by the session (tests must not kill it)."""
+    server = start_server(RedisServer())
+    try:
+        yield server
+    finally:
+        server.stop(cleanup=True)
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Start private Redis servers: ``redis_server_factory(appendonly=True)``; all stop after."""
+    started: list[RedisServer] = []
+
+    def make(port: int | None = None, **options: Any) -> RedisServer:
+        server = RedisServer(port, **options)
+        started.append(server)
+        return start_server(server)
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop(cleanup=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster shared by the session."""
+    cluster = RedisCluster(masters=3)
+    try:
+        start_server(cluster)
+        yield cluster
+    finally:
+        cluster.stop(cleanup=True)
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[MemcachedServer]:
+    """A real ``memcached`` shared by the session (tests must not kill it)."""
+    server = start_server(MemcachedServer())
+    try:
+        yield server
+    finally:
+        server.stop(cleanup=True)
+
+
+@pytest.fixture
+def memcached_server_factory() -> Iterator[Callable[..., MemcachedServer]]:
+    """Start private memcached servers: ``memcached_server_factory(item_size=2 << 20)``."""
+    started: list[MemcachedServer] = []
+
+    def make(port: int | None = None, **options: Any) -> MemcachedServer:
+        server = MemcachedServer(port, **options)
+        started.append(server)
+        return start_server(server)
+
+    try:
+        yield make
+    finally:
+        for server in started:
+            server.stop(cleanup=True)

@@ -1,0 +1,55 @@
+"""hivemem-mongo: the MongoDB backend for hivemem (``mongodb://``, ``mongodb+srv://``).
+
+Installing this distribution registers the backend ``mongodb`` through the
+``hivemem`` entry-point group; select it with a URL::
+
+    hivemem.open_memory("mongodb://db1.example:27017,db2.example:27017/?replicaSet=rs0",
+                        backend_options={"database": "agents", "write_concern": "majority"})
+
+The driver is PyMongo's async API (:class:`pymongo.AsyncMongoClient`); a client
+built by the caller (PyMongo async or Motor) can be passed as the ``client``
+option. See ``docs/backends/mongo.md`` for the document layout and indexes.
+Nothing here imports PyMongo until a backend is built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hivemem.hookspecs import Register
+from hivemem.plugins import hookimpl
+
+if TYPE_CHECKING:
+    from .backend import MongoBackend
+
+__version__ = "0.1.0"
+
+
+def factory(url: str, **options: Any) -> MongoBackend:
+    """Build a :class:`MongoBackend` for ``url`` (no I/O until ``await open()``)."""
+    from .backend import MongoBackend
+
+    return MongoBackend(url, **options)
+
+
+@hookimpl
+def hivemem_register_backends(register: Register) -> None:
+    """Register ``mongodb`` for the ``mongodb`` and ``mongodb+srv`` URL schemes."""
+    register(
+        "mongodb",
+        factory,
+        schemes=("mongodb", "mongodb+srv"),
+        description="MongoDB via PyMongo async; replica sets and sharded clusters "
+        "(mongodb://host[:port][,host...]/[database], mongodb+srv://)",
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "MongoBackend":
+        from .backend import MongoBackend
+
+        return MongoBackend
+    raise AttributeError(name)
+
+
+__all__ = ["MongoBackend", "factory", "hivemem_register_backends"]
