@@ -8,6 +8,8 @@ import hivemem.builtin
 import pytest
 from hivemem.plugins import Plugins, make_plugins
 from hivemem.testing import (
+    NOT_FOR_COMPRESSORS,
+    NOT_FOR_SERIALIZERS,
     BackendSuite,
     CacheSuite,
     CodecSuite,
@@ -23,12 +25,22 @@ def hivemem_plugins() -> Plugins:
 
 
 class TestMemoryBackend(BackendSuite):
+    not_applicable = {
+        "test_persistent_data_survives_reopen": "memory:// is not persistent",
+        "test_shared_between_clients": "memory:// is private to one backend",
+    }
+
     @pytest.fixture
     def backend_url(self) -> str:
         return "memory://"
 
 
 class TestNamedMemoryBackend(BackendSuite):
+    not_applicable = {
+        "test_persistent_data_survives_reopen": "memory:// is not persistent",
+        "test_shared_between_clients": "memory:// is not shared between processes",
+    }
+
     @pytest.fixture
     def backend_url(self) -> str:
         return "memory://hmkit-named"
@@ -41,12 +53,18 @@ class TestSQLiteBackend(BackendSuite):
 
 
 class TestLocalCache(CacheSuite):
+    not_applicable = {
+        "test_too_large_values_are_not_cached": "local:// bounds bytes by its budget instead"
+    }
+
     @pytest.fixture
     def cache_url(self) -> str:
         return "local://?max_entries=5000"
 
 
 class TestJsonSerializer(CodecSuite):
+    not_applicable = NOT_FOR_SERIALIZERS
+
     @pytest.fixture
     def codec_kind(self) -> str:
         return "serializer"
@@ -58,6 +76,10 @@ class TestJsonSerializer(CodecSuite):
 
 class TestPickleSerializer(CodecSuite):
     serializes_arbitrary_objects = True
+    not_applicable = {
+        **NOT_FOR_SERIALIZERS,
+        "test_unsupported_types_raise": "pickle stores arbitrary objects by design",
+    }
 
     @pytest.fixture
     def codec_kind(self) -> str:
@@ -69,6 +91,8 @@ class TestPickleSerializer(CodecSuite):
 
 
 class TestZlibCompressor(CodecSuite):
+    not_applicable = NOT_FOR_COMPRESSORS
+
     @pytest.fixture
     def codec_kind(self) -> str:
         return "compressor"

@@ -108,3 +108,4 @@ def test_passes_the_conformance_kit(installed):
     passed = int(re.search(r"(\d+) passed", tail).group(1))
     assert passed >= 50, tail
     assert "failed" not in tail and "error" not in tail.lower()
+    assert "skipped" not in tail and "2 deselected" in tail

@@ -23,8 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .backend_suite import KIT_NAMESPACES, BackendSuite, open_backend
-    from .cache_suite import CacheSuite, open_cache
-    from .codec_suite import CodecSuite, PipelineCombinationSuite, pipeline_combinations
+    from .cache_suite import NOT_FOR_REMOTE_CACHES, CacheSuite, open_cache
+    from .codec_suite import (
+        NOT_FOR_COMPRESSORS,
+        NOT_FOR_ENCRYPTORS,
+        NOT_FOR_SERIALIZERS,
+        CodecSuite,
+        PipelineCombinationSuite,
+        pipeline_combinations,
+    )
     from .helpers import TRICKY_STRINGS, build_frame, eventually, require_capability
     from .plugin import in_ci, missing_binary, start_server
     from .servers import (
@@ -45,6 +52,10 @@ _EXPORTS: dict[str, str] = {
     "CacheSuite": "cache_suite",
     "open_cache": "cache_suite",
     "CodecSuite": "codec_suite",
+    "NOT_FOR_COMPRESSORS": "codec_suite",
+    "NOT_FOR_ENCRYPTORS": "codec_suite",
+    "NOT_FOR_SERIALIZERS": "codec_suite",
+    "NOT_FOR_REMOTE_CACHES": "cache_suite",
     "PipelineCombinationSuite": "codec_suite",
     "pipeline_combinations": "codec_suite",
     "TRICKY_STRINGS": "helpers",
@@ -67,6 +78,10 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = [
     "KIT_NAMESPACES",
+    "NOT_FOR_COMPRESSORS",
+    "NOT_FOR_ENCRYPTORS",
+    "NOT_FOR_REMOTE_CACHES",
+    "NOT_FOR_SERIALIZERS",
     "TRICKY_STRINGS",
     "BackendStateMachine",
     "BackendSuite",

@@ -29,7 +29,7 @@ from hivemem.cache import Cache
 
 from .helpers import TRICKY_STRINGS, eventually
 
-__all__ = ["CacheSuite", "open_cache"]
+__all__ = ["NOT_FOR_REMOTE_CACHES", "CacheSuite", "open_cache"]
 
 _STAT_KEYS = ("hits", "misses", "sets", "evictions", "errors")
 
@@ -49,6 +49,13 @@ def _keys() -> list[str]:
     keys = [*TRICKY_STRINGS, long_a, long_b, "k" * 1000, "with space", "two  spaces", "tab\tkey"]
     keys += ["line\r\nbreak", "get foo", "delete k", "\r\nEND\r\n", "é" * 300]
     return list(dict.fromkeys(keys))
+
+
+#: ``not_applicable`` entries for a cache outside the process (budgets are the server's)
+NOT_FOR_REMOTE_CACHES: dict[str, str] = {
+    name: "cache is not in_process (budgets are the server's business)"
+    for name in ("test_lru_eviction_order", "test_entry_budget", "test_byte_budget")
+}
 
 
 @pytest.mark.usefixtures("hivemem_runner")

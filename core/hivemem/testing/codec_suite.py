@@ -54,6 +54,9 @@ from hivemem.plugins import Plugins, make_plugins
 from .helpers import build_frame
 
 __all__ = [
+    "NOT_FOR_COMPRESSORS",
+    "NOT_FOR_ENCRYPTORS",
+    "NOT_FOR_SERIALIZERS",
     "CodecSuite",
     "PipelineCombinationSuite",
     "basic_values",
@@ -482,6 +485,20 @@ class CodecSuite:
 
 
 # -- pipeline combinations -------------------------------------------------------------------
+
+
+#: ``not_applicable`` entries for a serializer's CodecSuite
+NOT_FOR_SERIALIZERS: dict[str, str] = {
+    "test_decompression_is_bounded": "only compressors decompress",
+    "test_output_bound_still_allows_values_below_it": "only compressors decompress",
+}
+#: ``not_applicable`` entries for a compressor's CodecSuite
+NOT_FOR_COMPRESSORS: dict[str, str] = {
+    "test_documented_types_round_trip": "only serializers store objects",
+    "test_unsupported_types_raise": "only serializers store objects",
+}
+#: ``not_applicable`` entries for an encryptor's CodecSuite
+NOT_FOR_ENCRYPTORS: dict[str, str] = {**NOT_FOR_SERIALIZERS, **NOT_FOR_COMPRESSORS}
 
 
 def pipeline_combinations(plugins: Plugins) -> list[tuple[str, str, str]]:

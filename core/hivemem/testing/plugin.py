@@ -94,9 +94,42 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+_NOT_APPLICABLE = pytest.StashKey[dict[str, int]]()
+
+
+def _not_applicable(item: pytest.Item) -> str | None:
+    cls = getattr(item, "cls", None)
+    table = getattr(cls, "not_applicable", None) if cls is not None else None
+    if not table:
+        return None
+    return table.get(getattr(item, "originalname", item.name))
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give marked (or, with ``hivemem_auto_runner``, all) coroutine tests the runner."""
+    """Deselect tests a suite declares not applicable; give coroutine tests the runner.
+
+    A suite subclass may set ``not_applicable = {"test_name": "reason"}`` for
+    kit tests that do not apply to what it tests (a compressor is not asked to
+    serialize objects; an in-memory backend is not persistent). Those tests
+    are deselected and counted in the terminal summary rather than skipped;
+    a capability the subject lacks and does not declare still skips at run
+    time, naming the flag.
+    """
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    counts: dict[str, int] = {}
+    for item in items:
+        reason = _not_applicable(item)
+        if reason is None:
+            keep.append(item)
+        else:
+            dropped.append(item)
+            counts[reason] = counts.get(reason, 0) + 1
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+        config.stash[_NOT_APPLICABLE] = counts
     auto = bool(config.getini("hivemem_auto_runner"))
     for item in items:
         if not isinstance(item, pytest.Function):
@@ -136,6 +169,16 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     timeout = _timeout(pyfuncitem.config)
     runner.run(_bounded(coro, timeout) if timeout > 0 else coro)
     return True
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Say which kit tests were deselected as not applicable, and why."""
+    counts = config.stash.get(_NOT_APPLICABLE, None)
+    if counts:
+        terminalreporter.write_line(
+            "hivemem kit: deselected as not applicable: "
+            + "; ".join(f"{n} x {reason}" for reason, n in sorted(counts.items()))
+        )
 
 
 # -- helpers ----------------------------------------------------------------------------

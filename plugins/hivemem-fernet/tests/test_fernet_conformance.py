@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from hivemem.testing import CodecSuite, PipelineCombinationSuite
+from hivemem.testing import NOT_FOR_ENCRYPTORS, CodecSuite, PipelineCombinationSuite
 
 PRIMARY = Fernet.generate_key().decode()
 OLD = Fernet.generate_key().decode()
@@ -14,6 +14,8 @@ OLD = Fernet.generate_key().decode()
 
 class TestFernetCodec(CodecSuite):
     """The encryptor suite: round-trips, damaged and tampered frames raise DecryptionError."""
+
+    not_applicable = NOT_FOR_ENCRYPTORS
 
     @pytest.fixture
     def codec_kind(self) -> str:

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hivemem.testing import CacheSuite
+from hivemem.testing import NOT_FOR_REMOTE_CACHES, CacheSuite
 from hivemem.testing.servers import MemcachedServer
 from hivemem_memcached import MemcachedCache
 
 
 class TestOneServer(CacheSuite):
     """The session's shared memcached."""
+
+    not_applicable = NOT_FOR_REMOTE_CACHES
 
     @pytest.fixture
     def cache_url(self, memcached_server: MemcachedServer) -> str:
@@ -21,10 +23,10 @@ class TestOneServer(CacheSuite):
 class TestTwoServers(CacheSuite):
     """Keys spread over two servers by rendezvous hashing."""
 
+    not_applicable = NOT_FOR_REMOTE_CACHES
+
     @pytest.fixture
-    def cache_url(
-        self, mc: Any, memcached_pair: tuple[MemcachedServer, MemcachedServer]
-    ) -> str:
+    def cache_url(self, mc: Any, memcached_pair: tuple[MemcachedServer, MemcachedServer]) -> str:
         one, two = memcached_pair
         return f"memcached://{mc.address(one)},{mc.address(two)}"
 

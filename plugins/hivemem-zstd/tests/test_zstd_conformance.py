@@ -6,11 +6,13 @@ import importlib.util
 from typing import Any
 
 import pytest
-from hivemem.testing import CodecSuite, PipelineCombinationSuite
+from hivemem.testing import NOT_FOR_COMPRESSORS, CodecSuite, PipelineCombinationSuite
 
 
 class TestZstdCodec(CodecSuite):
     """The compressor suite: round-trips, damaged frames, bounded decompression."""
+
+    not_applicable = NOT_FOR_COMPRESSORS
 
     @pytest.fixture
     def codec_kind(self) -> str:
