@@ -148,3 +148,30 @@ def test_plugins_command_text_lists_schemes():
     assert result.exit_code == 0
     assert "sqlite [sqlite://]" in result.output
     assert "UNSAFE" in result.output  # the pickle serializer says what it is
+
+
+def test_every_codec_name_written_in_a_frame_resolves_to_an_installed_plugin():
+    from hivemem.pipeline import Pipeline, read_header
+
+    plugins = make_plugins()
+    options = {}
+    if "fernet" in plugins.registry("encryptor").by_name:
+        from cryptography.fernet import Fernet
+
+        options["fernet"] = {"keys": Fernet.generate_key().decode()}
+    value = {"text": "hivemem " * 200, "n": list(range(50))}
+    seen = set()
+    for kind in ("serializer", "compressor", "encryptor"):
+        for name in plugins.registry(kind).names():
+            settings = {"serializer": "json", "compressor": "none", "encryptor": "none", kind: name}
+            frame = Pipeline(**settings, options=options, plugins=plugins).encode(value, "k/1")
+            for stage, codec in read_header(frame)[0]:
+                assert codec in plugins.registry(stage).by_name, (stage, codec)
+                seen.add((stage, codec))
+    installed = {
+        (kind, n)
+        for kind in ("serializer", "compressor", "encryptor")
+        for n in plugins.registry(kind).names()
+        if n != "none"
+    }
+    assert installed <= seen  # every installed codec really wrote its own name
