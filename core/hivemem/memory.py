@@ -489,6 +489,17 @@ class Memory(SeedMethods):
         self._done("put", started)
         return version
 
+    async def _invalidating(self, keys: list[str], call: Awaitable[T]) -> T:
+        """Run a backend write with every tier invalidated around it (even if cancelled)."""
+        for key in keys:
+            self._core.bump(key)
+        try:
+            return await call
+        finally:
+            for key in keys:
+                self._core.bump(key)
+            await self._invalidate_remote(keys)
+
     async def _invalidate_remote(self, keys: list[str]) -> None:
         if not self._core.remote or not keys:
             return
@@ -719,16 +730,11 @@ class Memory(SeedMethods):
         core = self._core
         try:
             backend = await self._ready()
-            key = _cache_key(self.namespace, kind, id)
-            core.bump(key)
-            try:
-                removed = await backend.delete(
-                    self.namespace, kind, id, expected_version=expected_version
-                )
-                core.metrics.writes += 1
-            finally:
-                core.bump(key)
-                await self._invalidate_remote([key])
+            removed = await self._invalidating(
+                [_cache_key(self.namespace, kind, id)],
+                backend.delete(self.namespace, kind, id, expected_version=expected_version),
+            )
+            core.metrics.writes += 1
         except BaseException:
             self._fail("delete")
             raise
@@ -752,15 +758,8 @@ class Memory(SeedMethods):
                 return
             backend = await self._ready()
             keys = [_cache_key(self.namespace, kind, id) for id in frames]
-            for key in keys:
-                core.bump(key)
-            try:
-                await backend.put_many(self.namespace, kind, frames, ttl=ttl)
-                core.metrics.writes += len(frames)
-            finally:
-                for key in keys:
-                    core.bump(key)
-                await self._invalidate_remote(keys)
+            await self._invalidating(keys, backend.put_many(self.namespace, kind, frames, ttl=ttl))
+            core.metrics.writes += len(frames)
         except BaseException:
             self._fail("put_many")
             raise
@@ -873,15 +872,8 @@ class Memory(SeedMethods):
         try:
             backend = await self._ready()
             keys = [_cache_key(self.namespace, kind, id) for id in wanted]
-            for key in keys:
-                core.bump(key)
-            try:
-                n = await backend.delete_many(self.namespace, kind, wanted)
-                core.metrics.writes += len(wanted)
-            finally:
-                for key in keys:
-                    core.bump(key)
-                await self._invalidate_remote(keys)
+            n = await self._invalidating(keys, backend.delete_many(self.namespace, kind, wanted))
+            core.metrics.writes += len(wanted)
         except BaseException:
             self._fail("delete_many")
             raise
@@ -1179,18 +1171,21 @@ class Memory(SeedMethods):
                     if new is None or (ttl is not None and ttl <= 0):
                         skipped += 1
                         continue
-                    key = _cache_key(self.namespace, kind, id)
-                    self._core.bump(key)
                     try:
-                        await backend.put(
-                            self.namespace, kind, id, new, ttl=ttl, expected_version=rec.version
+                        await self._invalidating(
+                            [_cache_key(self.namespace, kind, id)],
+                            backend.put(
+                                self.namespace,
+                                kind,
+                                id,
+                                new,
+                                ttl=ttl,
+                                expected_version=rec.version,
+                            ),
                         )
                         rewritten += 1
                     except ConflictError:
                         conflicts += 1
-                    finally:
-                        self._core.bump(key)
-                        await self._invalidate_remote([key])
                 if progress is not None:
                     progress(scanned, rewritten)
                 if len(rows) < batch_size:

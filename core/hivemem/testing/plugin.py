@@ -233,13 +233,11 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop(cleanup=True)
 
 
-@pytest.fixture
-def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
-    """Start private Redis servers: ``redis_server_factory(appendonly=True)``; all stop after."""
-    started: list[RedisServer] = []
+def _factory(cls: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    started: list[S] = []
 
-    def make(port: int | None = None, **options: Any) -> RedisServer:
-        server = RedisServer(port, **options)
+    def make(port: int | None = None, **options: Any) -> S:
+        server = cls(port, **options)
         started.append(server)
         return start_server(server)
 
@@ -248,6 +246,12 @@ def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
     finally:
         for server in started:
             server.stop(cleanup=True)
+
+
+@pytest.fixture
+def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
+    """Start private Redis servers: ``redis_server_factory(appendonly=True)``; all stop after."""
+    yield from _factory(RedisServer)
 
 
 @pytest.fixture(scope="session")
@@ -274,15 +278,4 @@ def memcached_server() -> Iterator[MemcachedServer]:
 @pytest.fixture
 def memcached_server_factory() -> Iterator[Callable[..., MemcachedServer]]:
     """Start private memcached servers: ``memcached_server_factory(item_size=2 << 20)``."""
-    started: list[MemcachedServer] = []
-
-    def make(port: int | None = None, **options: Any) -> MemcachedServer:
-        server = MemcachedServer(port, **options)
-        started.append(server)
-        return start_server(server)
-
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop(cleanup=True)
+    yield from _factory(MemcachedServer)
