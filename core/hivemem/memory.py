@@ -664,17 +664,16 @@ class Memory(SeedMethods):
                 continue
             try:
                 if await lease(key, 2.0):
-                    # the previous holder may have filled it just before releasing
-                    frame = await cache.get(key)
-                    if frame is not None:
-                        await cache.release(key)  # type: ignore[attr-defined]
-                        return frame, None
                     return None, cache
+                # Another process is refilling: wait for its value, or for its lease to
+                # end without one (it saw a write, or failed) and take over the refill.
                 for delay in (0.005, 0.01, 0.02, 0.04, 0.08):
                     await asyncio.sleep(delay)
                     frame = await cache.get(key)
                     if frame is not None:
                         return frame, None
+                    if await lease(key, 2.0):
+                        return None, cache
             except Exception:
                 return None, None
             return None, None
