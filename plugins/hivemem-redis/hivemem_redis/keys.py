@@ -12,11 +12,13 @@ non-ASCII -- is kept as is: Redis keys are binary safe.
 Layout, with ``P`` the configured prefix (default ``hivemem:``) and ``E(x)``
 the escaped form of ``x``::
 
-    P{k:E(ns):E(kind)}:r:E(id)   hash {v: value, n: version, e: expires_at ms}
+    P{k:E(ns):E(kind)}:r:E(id)   string: 32-byte header (version, expires_at ms: 16 hex
+                                 digits each, 0 = no expiry) followed by the value
     P{k:E(ns):E(kind)}:i         zset, all scores 0, members = raw ids (lex index)
     P{k:E(ns):E(kind)}:x         zset, score = expires_at ms, members = ids with a TTL
     P{k:E(ns):E(kind)}:c:E(id)   hash {field: float} (counters)
     P{k:E(ns):E(kind)}:C         set of ids that have counters
+    P{k:E(ns):E(kind)}:s:N       staging strings of put_many; exist only inside MULTI/EXEC
     P{s:E(ns):E(series)}:z       zset, score = ts, member = 8-byte seq + value
     P{s:E(ns):E(series)}:m       hash {q: last seq, b: stored bytes}
     P{n:E(ns)}:K                 set of kinds that ever held a record or counter

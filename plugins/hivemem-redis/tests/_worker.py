@@ -6,6 +6,10 @@ Modes:
 * ``cas URL PREFIX N`` -- N successful compare-and-set increments of a JSON number.
 * ``listen URL PREFIX NS`` -- subscribe to invalidations of NS; print ``ready``, then
   one JSON line ``[kind, id, unix_time]`` per callback until stdin closes.
+* ``read URL PREFIX NS BACKOFF`` -- a ``Memory`` with a local cache reading ``doc/K``
+  in a loop (yielding to the event loop between reads); print ``ready``, then
+  ``{"v": value, "t": time.monotonic()}`` each time the value it gets changes;
+  on reading ``"stop"`` print ``{"stats": ...}`` and exit.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import sys
 import time
 
+import hivemem
 from hivemem.errors import ConflictError
 from hivemem_redis.backend import RedisBackend
 
@@ -60,6 +65,26 @@ async def listen(url: str, prefix: str, ns: str) -> None:
     await backend.close()
 
 
+async def read(url: str, prefix: str, ns: str, backoff: float) -> None:
+    options = {"prefix": prefix, "retry_backoff": backoff, "retry_backoff_cap": backoff}
+    async with hivemem.open_memory(
+        url, namespace=ns, cache=["local://"], backend_options=options
+    ) as mem:
+        last: object = object()
+        print("ready", flush=True)
+        while True:
+            value = await mem.get("doc", "K")
+            if value != last:
+                print(json.dumps({"v": value, "t": time.monotonic()}), flush=True)
+                last = value
+            if value == "stop":
+                break
+            await asyncio.sleep(0)  # an agent awaits other work between reads
+        local = mem.metrics()["tiers"]["local"]
+        stats = {"hits": local["hits"], "misses": local["misses"], **mem.backend.invalidation_stats}
+        print(json.dumps({"stats": stats}), flush=True)
+
+
 def main(argv: list[str]) -> None:
     mode, url, prefix, *rest = argv
     if mode == "incr":
@@ -68,6 +93,8 @@ def main(argv: list[str]) -> None:
         asyncio.run(cas(url, prefix, int(rest[0])))
     elif mode == "listen":
         asyncio.run(listen(url, prefix, rest[0]))
+    elif mode == "read":
+        asyncio.run(read(url, prefix, rest[0], float(rest[1])))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -104,3 +104,65 @@ async def test_kinds_spread_over_every_cluster_master(redis_cluster, make_backen
     per_node = [len(node.command("KEYS", prefix + b"*")) for node in redis_cluster.nodes]
     assert all(n > 0 for n in per_node), per_node
     assert len(await b.kinds("ns")) == 30
+
+
+async def test_record_is_a_header_then_the_value(redis_server, make_backend):
+    b = await make_backend(redis_server.url)
+    kk = KeyLayout(b.settings.prefix).kind("ns", "k")
+    await b.put("ns", "k", "a", b"hello")
+    await b.put("ns", "k", "a", b"world")
+    assert redis_server.command("GET", kk.record("a")) == b"0000000000000002" + b"0" * 16 + b"world"
+    await b.put("ns", "k", "t", b"v", ttl=60)
+    raw = redis_server.command("GET", kk.record("t"))
+    expires_ms = int(raw[16:32], 16)
+    assert raw[:16] == b"0000000000000001" and raw[32:] == b"v"
+    # header, server-side TTL and expiry index agree to the millisecond
+    assert redis_server.command("PEXPIRETIME", kk.record("t")) == expires_ms
+    assert int(float(redis_server.command("ZSCORE", kk.expiry, b"t"))) == expires_ms
+
+
+@pytest.mark.parametrize("flush", [False, True], ids=["cached-script", "after-script-flush"])
+async def test_large_batch_values_are_staged_and_leave_nothing_behind(
+    redis_server, make_backend, flush
+):
+    from hivemem_redis.backend import STAGE_MIN
+
+    b = await make_backend(redis_server.url)
+    kk = KeyLayout(b.settings.prefix).kind("ns", "k")
+    big = {f"big{i}": bytes([65 + i]) * (STAGE_MIN + i) for i in range(3)}
+    small = {"s1": b"x", "s2": b"y" * 100}
+    await b.put("ns", "k", "big1", b"old", ttl=60)  # version 1, with a TTL to clear
+    if flush:
+        redis_server.command("SCRIPT", "FLUSH")  # the staged transaction must fall back to EVAL
+    await b.put_many("ns", "k", {**big, **small})
+    got = await b.get_many("ns", "k", [*big, *small])
+    assert {k: r.value for k, r in got.items()} == {**big, **small}
+    assert got["big1"].version == 2 and got["big0"].version == 1
+    assert all(r.expires_at is None for r in got.values())
+    assert redis_server.command("ZCARD", kk.expiry) == 0  # big1's TTL entry went with its TTL
+    await b.put_many("ns", "k", big, ttl=30)
+    got = await b.get_many("ns", "k", list(big))
+    assert all(r.expires_at is not None for r in got.values())
+    assert redis_server.command("ZCARD", kk.expiry) == 3
+    assert sorted(await b.list_ids("ns", "k")) == sorted([*big, *small])
+    staging = kk.index[:-1] + b"s*"
+    assert redis_server.command("KEYS", staging) == []
+
+
+async def test_every_write_path_recovers_from_a_script_flush(redis_server, make_backend):
+    """After ``SCRIPT FLUSH`` (a restart, a failover) each path falls back to EVAL once."""
+    b = await make_backend(redis_server.url)
+    await b.put("ns", "k", "a", b"1")
+    checks = [
+        lambda: b.put("ns", "k", "a", b"2"),
+        lambda: b.put("ns", "k", "b", b"x", expected_version=0),
+        lambda: b.put_many("ns", "k", {"c": b"3", "d": b"4"}),
+        lambda: b.delete("ns", "k", "d"),
+        lambda: b.delete_many("ns", "k", ["c"]),
+        lambda: b.list_ids("ns", "k"),
+    ]
+    for check in checks:
+        redis_server.command("SCRIPT", "FLUSH")
+        await check()
+    assert await b.list_ids("ns", "k") == ["a", "b"]
+    assert (await b.get("ns", "k", "a")).version == 2
