@@ -31,10 +31,12 @@ What this module guarantees on top of the raw client:
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
@@ -60,6 +62,16 @@ _RELATIVE_TTL_LIMIT = 30 * 24 * 3600
 _MULTI_GET_CHUNK = 100
 #: dirty keys remembered per server before it is flushed instead
 MAX_DIRTY = 10_000
+#: recently used keys whose derived key and server are remembered (per cache)
+_KEY_MEMO = 4096
+#: longer keys are derived each time (the memo's memory stays small)
+_KEY_MEMO_MAX_LEN = 256
+
+_GET = aiomcache.Client.get
+_SET = aiomcache.Client.set
+_ADD = aiomcache.Client.add
+_DELETE = aiomcache.Client.delete
+_MULTI_GET = aiomcache.Client.multi_get
 
 
 class _Failed:
@@ -93,6 +105,61 @@ def exptime(ttl: float | None) -> int | None:
     return seconds
 
 
+def _key_memo(
+    prefix: str, servers: Sequence[_Server], server_ids: Sequence[bytes]
+) -> Callable[[str], tuple[str, _Server]]:
+    """A small LRU memo of key -> (derived key, server): hot keys skip the hashing."""
+
+    @functools.lru_cache(maxsize=_KEY_MEMO)
+    def locate(key: str) -> tuple[str, _Server]:
+        derived = derive_key(prefix, key)
+        return derived, pick(servers, server_ids, derived)
+
+    return locate
+
+
+class _Slots:
+    """A fair (FIFO) counting gate: at most ``n`` holders, waiters served in order.
+
+    ``asyncio.Semaphore`` with less work per call. A released slot is handed
+    straight to the oldest waiter, so a caller that releases and asks again
+    queues behind the others: no waiter is starved until its timeout.
+    """
+
+    __slots__ = ("free", "waiters")
+
+    def __init__(self, n: int) -> None:
+        self.free = n
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        if self.free > 0 and not self.waiters:
+            self.free -= 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(fut)
+        try:
+            await fut
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                self.release()  # handed a slot, then cut: pass it on
+            else:
+                try:
+                    self.waiters.remove(fut)
+                except ValueError:
+                    pass
+            raise
+
+    def release(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the slot goes to this waiter
+                return
+        self.free += 1
+
+
 class _Server:
     """One memcached server: its client, health, and keys whose invalidation may be lost."""
 
@@ -105,7 +172,8 @@ class _Server:
         #: in-flight calls per client (current and retired ones)
         self.inflight: dict[aiomcache.Client, int] = {}
         self.retired: list[aiomcache.Client] = []
-        self.slots: asyncio.Semaphore | None = None
+        #: bounds calls in flight to the pool size; waiters queue in order
+        self.slots = _Slots(settings.pool_size)
         self.failures = 0
         self.down_until = 0.0
         self.backoff = settings.retry_after
@@ -130,8 +198,6 @@ class _Server:
                 pool_size=self._settings.pool_size,
                 pool_minsize=1,
             )
-        if self.slots is None:
-            self.slots = asyncio.Semaphore(self._settings.pool_size)
         return self.client
 
     def mark_dirty(self, derived: Sequence[str]) -> None:
@@ -182,6 +248,9 @@ class MemcachedCache(Cache):
         self.max_value_size = self.settings.max_value_size  # type: ignore[misc]
         self._servers = [_Server(a, self.settings) for a in self.settings.servers]
         self._server_ids = [s.id for s in self._servers]
+        self._key_info = _key_memo(self.settings.prefix, self._servers, self._server_ids)
+        self._timeout = self.settings.timeout
+        self._down_after = self.settings.down_after
         self.hits = self.misses = self.sets = self.deletes = 0
         self.errors = self.timeouts = self.too_large = self.skipped = 0
         self.leases_won = self.leases_lost = 0
@@ -208,6 +277,13 @@ class MemcachedCache(Cache):
 
     def _route(self, derived: str) -> _Server:
         return pick(self._servers, self._server_ids, derived)
+
+    def _locate(self, key: str) -> tuple[str, _Server]:
+        """``key``'s derived key and the server that holds it (memoised for short keys)."""
+        if len(key) <= _KEY_MEMO_MAX_LEN:
+            return self._key_info(key)
+        derived = derive_key(self.settings.prefix, key)
+        return derived, self._route(derived)
 
     def _group(self, derived: Sequence[str]) -> dict[_Server, list[str]]:
         groups: dict[_Server, list[str]] = {}
@@ -258,40 +334,52 @@ class MemcachedCache(Cache):
     async def _call(
         self,
         server: _Server,
-        op: Callable[[aiomcache.Client], Awaitable[T]],
-        *,
+        op: Callable[..., Awaitable[T]],
+        *args: Any,
         writes: Sequence[str] = (),
+        **kwargs: Any,
     ) -> T | _Failed:
-        """Run ``op`` on ``server`` within the timeout; FAILED instead of any error.
+        """Run ``op(client, *args, **kwargs)`` on ``server`` within the timeout.
 
-        ``writes`` are the derived keys ``op`` sets or deletes: when the call
-        does not surely complete they become dirty on that server.
+        FAILED instead of any error. ``writes`` are the derived keys ``op``
+        sets or deletes: when the call does not surely complete they become
+        dirty on that server.
         """
         if self._closed:
             server.mark_dirty(writes)
             return FAILED
-        probe = self._admit(server)
-        if probe is None:
-            self.skipped += 1
-            server.mark_dirty(writes)
-            return FAILED
-        client = server.current_client()
+        probe = False
+        if server.failures >= self._down_after:
+            admitted = self._admit(server)
+            if admitted is None:
+                self.skipped += 1
+                server.mark_dirty(writes)
+                return FAILED
+            probe = admitted
+        client = server.client
+        if client is None:
+            client = server.current_client()
         slots = server.slots
-        assert slots is not None
+        inflight = server.inflight
         running = False
         try:
-            async with asyncio.timeout(self.settings.timeout):
-                async with slots:
+            async with asyncio.timeout(self._timeout):
+                # waiting for a slot counts against the timeout, but a call cut
+                # while waiting has used no connection: the pool stays in use
+                await slots.acquire()
+                try:
                     running = True
-                    server.inflight[client] = server.inflight.get(client, 0) + 1
+                    inflight[client] = inflight.get(client, 0) + 1
                     try:
                         if server.must_flush:
                             await client.flush_all()
                             server.must_flush = False
                             server.dirty.clear()
-                        result = await op(client)
+                        result = await op(client, *args, **kwargs)
                     finally:
-                        server.inflight[client] = server.inflight.get(client, 1) - 1
+                        inflight[client] = inflight.get(client, 1) - 1
+                finally:
+                    slots.release()
         except TimeoutError:
             self.timeouts += 1
             server.mark_dirty(writes)
@@ -319,7 +407,8 @@ class MemcachedCache(Cache):
         finally:
             if probe:
                 server.probing = False
-        self._succeeded(server)
+        if server.failures:
+            self._succeeded(server)  # (with no failures there is nothing to reset)
         if server.retired:
             await server.reap()
         return result
@@ -371,8 +460,13 @@ class MemcachedCache(Cache):
 
     async def get(self, key: str) -> bytes | None:
         """The cached frame, or None on a miss, a dirty key or an unavailable server."""
-        derived = derive_key(self.settings.prefix, key)
-        value = (await self._get_derived([derived])).get(derived)
+        derived, server = self._locate(key)
+        if derived in server.dirty:
+            value = (await self._get_derived([derived])).get(derived)
+        else:
+            value = await self._call(server, _GET, derived.encode("ascii"))
+            if value is FAILED:
+                value = None
         if value is None:
             self.misses += 1
         else:
@@ -383,7 +477,7 @@ class MemcachedCache(Cache):
         """Values for ``keys`` (misses absent): one ``get`` line per server, concurrently."""
         by_derived: dict[str, list[str]] = {}
         for key in keys:
-            by_derived.setdefault(derive_key(self.settings.prefix, key), []).append(key)
+            by_derived.setdefault(self._locate(key)[0], []).append(key)
         found = await self._get_derived(list(by_derived))
         out: dict[str, bytes] = {}
         for derived, originals in by_derived.items():
@@ -408,7 +502,7 @@ class MemcachedCache(Cache):
             if not chunk:
                 return
             raw = [k.encode("ascii") for k in chunk]
-            values = await self._call(server, lambda c: c.multi_get(*raw))
+            values = await self._call(server, _MULTI_GET, *raw)
             if isinstance(values, _Failed):
                 return
             for key, value in zip(chunk, values, strict=True):
@@ -426,7 +520,16 @@ class MemcachedCache(Cache):
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` (a frame) for ``ttl`` seconds (None: the ``ttl`` option)."""
-        await self.set_many({key: value}, ttl)
+        expire = exptime(ttl if ttl is not None else (self.settings.ttl or None))
+        derived, server = self._locate(key)
+        if expire is None:
+            await self._delete_one(server, derived)
+        elif len(value) > self.settings.max_value_size:
+            # an older value under this key must not outlive this write
+            self.too_large += 1
+            await self._delete_one(server, derived)
+        else:
+            await self._set_on(server, derived, bytes(value), expire)
 
     async def set_many(self, items: Mapping[str, bytes], ttl: float | None = None) -> None:
         """Store several values; an oversized one is not stored, its key deleted, and counted.
@@ -437,7 +540,7 @@ class MemcachedCache(Cache):
         store: dict[str, bytes] = {}
         drop: list[str] = []
         for key, value in items.items():
-            derived = derive_key(self.settings.prefix, key)
+            derived = self._locate(key)[0]
             if expire is None:
                 drop.append(derived)
             elif len(value) > self.settings.max_value_size:
@@ -456,9 +559,8 @@ class MemcachedCache(Cache):
     async def _set_on(
         self, server: _Server, derived: str, value: bytes, expire: int | None
     ) -> None:
-        raw = derived.encode("ascii")
         result = await self._call(
-            server, lambda c: c.set(raw, value, exptime=expire or 0), writes=[derived]
+            server, _SET, derived.encode("ascii"), value, expire or 0, writes=(derived,)
         )
         if result is True:
             self.sets += 1
@@ -466,23 +568,22 @@ class MemcachedCache(Cache):
 
     async def delete(self, key: str) -> None:
         """Forget ``key`` on its server (a lost delete keeps the key dirty: it misses)."""
-        derived = derive_key(self.settings.prefix, key)
-        await self._delete_on(self._route(derived), [derived])
+        derived, server = self._locate(key)
+        await self._delete_one(server, derived)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Forget several keys, concurrently per server."""
-        derived = list(dict.fromkeys(derive_key(self.settings.prefix, k) for k in keys))
+        derived = list(dict.fromkeys(self._locate(k)[0] for k in keys))
         await self._all([self._delete_on(s, ks) for s, ks in self._group(derived).items()])
 
     async def _delete_on(self, server: _Server, derived: Sequence[str]) -> None:
-        async def one(key: str) -> None:
-            raw = key.encode("ascii")
-            result = await self._call(server, lambda c: c.delete(raw), writes=[key])
-            if not isinstance(result, _Failed):
-                self.deletes += 1
-                server.dirty.pop(key, None)
+        await self._each(derived, lambda key: self._delete_one(server, key))
 
-        await self._each(derived, one)
+    async def _delete_one(self, server: _Server, derived: str) -> None:
+        result = await self._call(server, _DELETE, derived.encode("ascii"), writes=(derived,))
+        if not isinstance(result, _Failed):
+            self.deletes += 1
+            server.dirty.pop(derived, None)
 
     async def clear(self) -> None:
         """Flush every server (memcached cannot delete by prefix).
@@ -511,7 +612,7 @@ class MemcachedCache(Cache):
         derived = derive_lease_key(self.settings.prefix, key)
         raw = derived.encode("ascii")
         seconds = max(1, math.ceil(ttl))
-        result = await self._call(self._route(derived), lambda c: c.add(raw, b"1", exptime=seconds))
+        result = await self._call(self._route(derived), _ADD, raw, b"1", seconds)
         if isinstance(result, _Failed):
             return True
         if result:
@@ -524,7 +625,7 @@ class MemcachedCache(Cache):
         """Give the lease of ``key`` back (no error when not held or expired)."""
         derived = derive_lease_key(self.settings.prefix, key)
         raw = derived.encode("ascii")
-        await self._call(self._route(derived), lambda c: c.delete(raw))
+        await self._call(self._route(derived), _DELETE, raw)
 
     # -- introspection ----------------------------------------------------------------
     async def server_stats(self) -> dict[str, dict[str, str] | None]:
