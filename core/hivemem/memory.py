@@ -1162,8 +1162,12 @@ class Memory(SeedMethods):
                 )
                 for id, rec in rows:
                     scanned += 1
-                    await self._decode(rec.value, f"{kind}/{id}")  # loads codec resources
-                    new = pipeline.reencode(rec.value, f"{kind}/{id}")
+                    label = f"{kind}/{id}"
+                    try:
+                        new = pipeline.reencode(rec.value, label)
+                    except ResourceMissing:
+                        await self._decode(rec.value, label)  # loads the codec resource
+                        new = pipeline.reencode(rec.value, label)
                     ttl = None
                     if rec.expires_at is not None:
                         ttl = rec.expires_at - time.time()
