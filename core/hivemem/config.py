@@ -72,6 +72,19 @@ def default_url() -> str:
     return "sqlite:///" + str(default_path())
 
 
+def _split_names(value: str) -> list[str]:
+    return [part for part in re.split(r"[\s,]+", value) if part]
+
+
+def _flag(var: str, value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{var}={value!r} is not a boolean (use 1/0, true/false, yes/no)")
+
+
 def _split_caches(value: str) -> list[str]:
     return [part for part in value.split() if part and part.lower() != "none"]
 
@@ -97,6 +110,19 @@ class MemoryConfig:
     backend_options: dict[str, Any] = attrs.field(factory=dict, repr=mask_options)
     #: default TTL (seconds) of entries the memory puts in its caches; None: until evicted
     cache_ttl: float | None = 300.0
+    #: codec names trusted for reading besides the configured ones (e.g. while migrating);
+    #: ``pickle`` must be named here (or be the serializer) to be read at all
+    read_codecs: list[str] = attrs.field(factory=list)
+    #: plaintext-migration mode: with an encryptor configured, still read unencrypted frames
+    #: (``hivemem rotate-keys --encrypt-plaintext`` turns it on for its own run only)
+    accept_plaintext: bool = False
+    #: shared secret(s) authenticating entries in caches outside the process (comma-separated,
+    #: the first signs, all verify); derived from the encryptor's keys when it offers that
+    cache_secret: str | None = attrs.field(
+        default=None, repr=lambda v: "None" if v is None else "'***'"
+    )
+    #: accept unauthenticated entries from caches outside the process (a trusted network only)
+    trust_remote_cache: bool = False
 
     def __attrs_post_init__(self) -> None:
         if not isinstance(self.namespace, str) or not self.namespace:
@@ -107,6 +133,8 @@ class MemoryConfig:
             )
         if self.cache_ttl is not None and self.cache_ttl <= 0:
             self.cache_ttl = None
+        if self.cache_secret is not None and not str(self.cache_secret).strip():
+            self.cache_secret = None
 
     @property
     def scheme(self) -> str:
@@ -120,6 +148,8 @@ class MemoryConfig:
         data["cache"] = [mask_url(u) for u in self.cache]
         data["codec_options"] = mask_options(self.codec_options)
         data["backend_options"] = mask_options(self.backend_options)
+        if self.cache_secret is not None:
+            data["cache_secret"] = "***"
         return data
 
 
@@ -133,6 +163,8 @@ def _structure(data: Mapping[str, Any]) -> MemoryConfig:
     data = dict(data)
     if isinstance(data.get("cache"), str):
         data["cache"] = _split_caches(data["cache"])
+    if isinstance(data.get("read_codecs"), str):
+        data["read_codecs"] = _split_names(data["read_codecs"])
     try:
         return converter.structure(data, MemoryConfig)
     except ConfigError:
@@ -247,6 +279,28 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
                 out.pop("backend_options", None)
     if env.get("HIVEMEM_CACHE") is not None:
         out["cache"] = _split_caches(env["HIVEMEM_CACHE"])
+    if env.get("HIVEMEM_READ_CODECS") is not None:
+        out["read_codecs"] = _split_names(env["HIVEMEM_READ_CODECS"])
+    for var, key in (
+        ("HIVEMEM_ACCEPT_PLAINTEXT", "accept_plaintext"),
+        ("HIVEMEM_TRUST_REMOTE_CACHE", "trust_remote_cache"),
+    ):
+        if env.get(var) is not None:
+            out[key] = _flag(var, env[var])
+    if env.get("HIVEMEM_CACHE_SECRET"):
+        out["cache_secret"] = env["HIVEMEM_CACHE_SECRET"]
+    elif env.get("HIVEMEM_CACHE_SECRET_FILE"):
+        path = env["HIVEMEM_CACHE_SECRET_FILE"]
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read HIVEMEM_CACHE_SECRET_FILE={path!r}: {exc.strerror}"
+            ) from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+        if not lines:
+            raise ConfigError(f"HIVEMEM_CACHE_SECRET_FILE={path!r} holds no secret")
+        out["cache_secret"] = ",".join(lines)
     if env.get("HIVEMEM_CACHE_TTL"):
         try:
             out["cache_ttl"] = float(env["HIVEMEM_CACHE_TTL"])

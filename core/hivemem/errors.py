@@ -68,6 +68,28 @@ class CodecNotInstalled(FrameError):
         super().__init__(f"{stage} {codec!r} is not installed{hint}", key)
 
 
+class UntrustedCodec(FrameError):
+    """A frame names a codec this reader does not allow for reading.
+
+    Raised before any codec runs. The allowed set is what the configuration
+    writes plus the codecs named in ``read_codecs``; ``pickle`` only when it
+    is named there (or configured as the serializer) in so many words.
+    """
+
+    def __init__(self, codec: str, stage: str, key: str | None = None) -> None:
+        self.codec = codec
+        self.stage = stage
+        super().__init__(
+            f"frame names {stage} {codec!r}, which this reader does not allow "
+            "(allow it for reading with the setting read_codecs)",
+            key,
+        )
+
+
+class DecodeLimitExceeded(FrameError):
+    """Decoding a value would allocate more than the configured budget allows."""
+
+
 class ResourceMissing(FrameError):
     """A codec needs a stored resource it has not loaded yet (e.g. a zstd dictionary).
 
@@ -98,6 +120,22 @@ class DecryptionError(FrameError):
     """A value could not be decrypted: wrong or missing key, tampered or truncated data."""
 
 
+class UnencryptedFrame(DecryptionError):
+    """An encryptor is configured but the frame carries no encryption stage.
+
+    Refused unless the memory runs in the documented plaintext-migration mode
+    (``accept_plaintext=True``, which ``hivemem rotate-keys --encrypt-plaintext``
+    turns on for its own run only).
+    """
+
+    def __init__(self, key: str | None = None) -> None:
+        super().__init__(
+            "frame is not encrypted but this memory requires encryption "
+            "(run `hivemem rotate-keys --encrypt-plaintext` to encrypt old plaintext data)",
+            key,
+        )
+
+
 class SerializationError(HivememError, TypeError):
     """A value cannot be serialized by the configured serializer."""
 
@@ -119,6 +157,19 @@ class ConflictError(HivememError):
         )
 
 
+class PluginError(HivememError):
+    """A plugin failed while being built or opened (names the plugin; never a secret)."""
+
+    def __init__(self, kind: str, plugin: str, message: str) -> None:
+        self.kind = kind
+        self.plugin = plugin
+        super().__init__(f"{kind} plugin {plugin!r}: {message}")
+
+
+class Unsupported(HivememError, NotImplementedError):
+    """The backend or cache does not implement an optional capability."""
+
+
 class ValueTooLarge(HivememError, ValueError):
     """A value exceeds what the backend, cache or codec accepts."""
 
@@ -134,13 +185,18 @@ __all__ = [
     "CodecNotInstalled",
     "ConfigError",
     "ConflictError",
+    "DecodeLimitExceeded",
     "DecryptionError",
     "FrameError",
     "HivememError",
     "InvalidKey",
     "PluginConflict",
+    "PluginError",
     "PluginNotFound",
     "ResourceMissing",
     "SerializationError",
+    "UnencryptedFrame",
+    "Unsupported",
+    "UntrustedCodec",
     "ValueTooLarge",
 ]
