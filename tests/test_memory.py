@@ -459,7 +459,7 @@ def test_codec_resources_load_from_the_store_in_every_reader():
         async with hivemem.open_memory("memory://res", plugins=plugins) as admin:
             await admin.put_resource("pad", "p1", b"\x2a")
         writer = hivemem.open_memory("memory://res", plugins=plugins, compressor="pad?pad=p1")
-        reader = hivemem.open_memory("memory://res", plugins=plugins, cache=[])
+        reader = hivemem.open_memory("memory://res", plugins=plugins, cache=[], read_codecs=["pad"])
         async with writer, reader:
             await writer.put("doc", "d", {"secret": "abc"})
             raw = (await writer.backend.get("default", "doc", "d")).value

@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import attrs
 import pytest
-from hivemem.errors import CodecNotInstalled, FrameError, SerializationError
+from hivemem.errors import CodecNotInstalled, FrameError, SerializationError, UntrustedCodec
 from hivemem.pipeline import MAGIC, Pipeline, read_header
 from hivemem.plugins import make_plugins
 from hypothesis import given
@@ -26,12 +26,19 @@ def test_header_names_every_applied_stage():
     assert read_header(small)[0] == [("serializer", "json")]
 
 
-def test_reading_follows_the_frame_not_the_configuration():
+def test_reading_follows_the_frame_within_the_codecs_the_reader_trusts():
     old = Pipeline(compressor="zlib?min_size=0").encode(["old"] * 100)
-    new_reader = Pipeline(serializer="pickle")  # configured differently
-    assert new_reader.decode(old) == ["old"] * 100
-    pickled = new_reader.encode({"s": {1, 2}})
-    assert Pipeline().decode(pickled) == {"s": {1, 2}}
+    with pytest.raises(UntrustedCodec, match="compressor 'zlib'"):
+        Pipeline().decode(old, "doc/1")  # zlib is neither written nor allowed
+    migrating = Pipeline(serializer="pickle", read_codecs=["zlib", "json"])
+    assert migrating.decode(old) == ["old"] * 100  # decoded by the header, not the config
+    pickled = migrating.encode({"s": {1, 2}})
+    with pytest.raises(UntrustedCodec, match="serializer 'pickle'") as info:
+        Pipeline().decode(pickled, "doc/2")
+    assert info.value.key == "doc/2" and info.value.codec == "pickle"
+    assert Pipeline(read_codecs="pickle").decode(pickled) == {"s": {1, 2}}  # said in so many words
+    plain = Pipeline().encode({"a": 1})
+    assert Pipeline(compressor="zlib").decode(plain) == {"a": 1}  # fewer stages: still trusted
 
 
 @pytest.mark.parametrize(
@@ -62,19 +69,21 @@ def _forge(stages: list[tuple[bytes, str]], payload: bytes) -> bytes:
 def test_unknown_codec_names_codec_key_and_package():
     frame = _forge([(b"s", "json"), (b"c", "zstd")], b"whatever")
     plugins = make_plugins(blocked=["zstd"])
-    with pytest.raises(CodecNotInstalled) as info:
+    with pytest.raises(UntrustedCodec):
         Pipeline(plugins=plugins).decode(frame, "doc/7")
+    with pytest.raises(CodecNotInstalled) as info:
+        Pipeline(plugins=plugins, read_codecs=["zstd"]).decode(frame, "doc/7")
     msg = str(info.value)
     assert "'zstd'" in msg and "doc/7" in msg and "pip install hivemem-zstd" in msg
     frame = _forge([(b"s", "cbor9")], b"x")
     with pytest.raises(CodecNotInstalled, match="serializer 'cbor9'"):
-        Pipeline().decode(frame, "doc/8")
+        Pipeline(read_codecs=["cbor9"]).decode(frame, "doc/8")
 
 
 def test_codec_failure_is_a_frame_error_not_garbage():
     frame = _forge([(b"s", "json"), (b"c", "zlib")], b"definitely not deflate")
     with pytest.raises(FrameError, match="compressor 'zlib' cannot decode"):
-        Pipeline().decode(frame, "k")
+        Pipeline(compressor="zlib").decode(frame, "k")
     frame = _forge([(b"s", "json")], b"{not json")
     with pytest.raises(FrameError, match="serializer 'json'"):
         Pipeline().decode(frame, "k")
@@ -83,7 +92,7 @@ def test_codec_failure_is_a_frame_error_not_garbage():
 def test_zlib_bomb_is_bounded():
     bomb = zlib.compress(b"\0" * (50 * 1024 * 1024), 9)
     frame = _forge([(b"s", "json"), (b"c", "zlib")], bomb)
-    reader = Pipeline(options={"zlib": {"max_output_size": 1024 * 1024}})
+    reader = Pipeline(compressor="zlib", options={"zlib": {"max_output_size": 1024 * 1024}})
     with pytest.raises(FrameError):
         reader.decode(frame, "bomb")
 

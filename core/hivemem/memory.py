@@ -228,6 +228,8 @@ class _Core:
             config.encryptor,
             options=config.codec_options,
             plugins=plugins,
+            read_codecs=config.read_codecs,
+            accept_plaintext=config.accept_plaintext,
         )
         self.metrics = Metrics()
         self.opened = False
@@ -371,8 +373,10 @@ class Memory(SeedMethods):
         stats.samples.append(time.perf_counter() - started)
 
     def _encode(self, value: Any, kind: str, id: str) -> bytes:
-        frame = self._core.pipeline.encode(value, f"{kind}/{id}")
         limit = self._core.max_value
+        frame = self._core.pipeline.encode(
+            value, f"{kind}/{id}", limit=limit, where=self._core.backend.name
+        )
         if limit is not None and len(frame) > limit:
             raise ValueTooLarge(f"{kind}/{id}", len(frame), limit, self._core.backend.name)
         return frame

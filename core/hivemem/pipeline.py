@@ -19,13 +19,23 @@ decodes by the header, never by today's configuration, so values written
 before compression or encryption was switched on, or under an old key, still
 read back. A truncated or corrupt frame, or one that names a codec that is not
 installed, raises a :class:`~hivemem.errors.FrameError` naming the key.
+
+Readers decode only what they trust. Before any codec runs, every stage a
+frame names must be one the configuration writes or one named in
+``read_codecs`` (:class:`~hivemem.errors.UntrustedCodec` otherwise), the
+stages must come in the order writers produce them (serializer, then at most
+one compressor, then at most one encryptor), and with an encryptor configured
+the frame must carry an encryption stage
+(:class:`~hivemem.errors.UnencryptedFrame`) unless the pipeline runs in
+plaintext-migration mode (``accept_plaintext``). ``pickle`` is trusted only
+when it is the configured serializer or named in ``read_codecs``.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import (
@@ -37,12 +47,16 @@ from .errors import (
     PluginNotFound,
     ResourceMissing,
     SerializationError,
+    UnencryptedFrame,
+    UntrustedCodec,
+    ValueTooLarge,
 )
 from .plugins import KNOWN_PACKAGES, Plugins, get_plugins
 
 MAGIC = b"HM\x01"
 _TAGS = {"serializer": b"s", "compressor": b"c", "encryptor": b"e"}
 _KIND_OF_TAG = {ord("s"): "serializer", ord("c"): "compressor", ord("e"): "encryptor"}
+_STAGE_ORDER = {"serializer": 0, "compressor": 1, "encryptor": 2}
 _TRAILER = struct.Struct(">II")
 
 
@@ -123,6 +137,10 @@ class Pipeline:
     ``serializer``, ``compressor`` and ``encryptor`` are names (optionally
     with ``?option=value``); ``options`` maps a codec name to extra keyword
     arguments for its factory (used for both writing and reading).
+    ``read_codecs`` names codecs trusted for reading besides the configured
+    ones (for example the old compressor while migrating); ``accept_plaintext``
+    reads unencrypted frames although an encryptor is configured (the
+    migration mode ``hivemem rotate-keys --encrypt-plaintext`` uses).
     """
 
     def __init__(
@@ -133,6 +151,8 @@ class Pipeline:
         *,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         plugins: Plugins | None = None,
+        read_codecs: Iterable[str] = (),
+        accept_plaintext: bool = False,
     ) -> None:
         self.plugins = plugins or get_plugins()
         self._options: dict[str, dict[str, Any]] = {
@@ -173,6 +193,17 @@ class Pipeline:
             if self.compressor is not None
             else base + enc
         )
+        if isinstance(read_codecs, str):
+            read_codecs = read_codecs.replace(",", " ").split()
+        #: codec names trusted for reading besides the configured ones
+        self.read_codecs: frozenset[str] = frozenset(
+            n for n in (parse_spec(c)[0] for c in read_codecs) if n and n != "none"
+        )
+        self.accept_plaintext = bool(accept_plaintext)
+        self._writes = {(k, n) for k, n in names.items() if n != "none"}
+        #: headers already judged trustworthy -> their stages (only trusted ones are kept,
+        #: so the memo is bounded by the configuration, not by what a store holds)
+        self._trusted: dict[bytes, list[tuple[str, str]]] = {}
 
     def __repr__(self) -> str:
         return (
@@ -210,8 +241,16 @@ class Pipeline:
         return inst
 
     # -- write ---------------------------------------------------------------
-    def encode(self, obj: Any, key: str | None = None) -> bytes:
-        """Serialize, compress, encrypt; return a frame."""
+    def encode(
+        self, obj: Any, key: str | None = None, *, limit: int | None = None, where: str = "backend"
+    ) -> bytes:
+        """Serialize, compress, encrypt; return a frame.
+
+        With ``limit``, a frame that would exceed it raises
+        :class:`~hivemem.errors.ValueTooLarge` as soon as that is certain
+        (after serializing when nothing can shrink the value, else after
+        compressing), before the later stages build more copies of it.
+        """
         try:
             data = self.serializer.dumps(obj)
         except SerializationError as exc:
@@ -224,6 +263,8 @@ class Pipeline:
             if out is not None:
                 data = out
                 compressed = True
+        if limit is not None and len(data) > limit:  # later stages only add bytes
+            raise ValueTooLarge(key, len(data), limit, where)
         if self.encryptor is not None:
             data = self.encryptor.encode(data)  # type: ignore[assignment]
         return b"".join(
@@ -231,11 +272,47 @@ class Pipeline:
         )
 
     # -- read ----------------------------------------------------------------
-    def decode(self, frame: bytes, key: str | None = None) -> Any:
-        """Decode a frame by its header; FrameError (naming ``key``) when it cannot."""
-        stages, pos = read_header(frame, key)
+    def trusts(self, kind: str, name: str) -> bool:
+        """True when this reader decodes stage ``kind`` written with codec ``name``."""
+        return (kind, name) in self._writes or name in self.read_codecs
+
+    def check_stages(self, stages: list[tuple[str, str]], key: str | None = None) -> None:
+        """Refuse a frame this reader does not trust, before any codec runs.
+
+        FrameError when the stages are not in writer order (serializer first,
+        then at most one compressor and one encryptor); UntrustedCodec for a
+        codec outside the allowed set; UnencryptedFrame when an encryptor is
+        configured, the frame carries none and plaintext is not accepted.
+        """
         if not stages or stages[0][0] != "serializer":
             raise FrameError("frame names no serializer", key)
+        last = -1
+        for kind, _name in stages:
+            order = _STAGE_ORDER[kind]
+            if order <= last:
+                raise FrameError("frame stages out of order or repeated", key)
+            last = order
+        for kind, name in stages:
+            if not self.trusts(kind, name):
+                raise UntrustedCodec(name, kind, key)
+        if (
+            self.encryptor is not None
+            and not self.accept_plaintext
+            and stages[-1][0] != "encryptor"
+        ):
+            raise UnencryptedFrame(key)
+
+    def _trusted_stages(self, frame: bytes, key: str | None) -> tuple[list[tuple[str, str]], int]:
+        stages, pos = read_header(frame, key)
+        head = frame[: pos - _TRAILER.size]
+        if head not in self._trusted:
+            self.check_stages(stages, key)
+            self._trusted[head] = stages
+        return stages, pos
+
+    def decode(self, frame: bytes, key: str | None = None) -> Any:
+        """Decode a trusted frame by its header; FrameError (naming ``key``) when it cannot."""
+        stages, pos = self._trusted_stages(frame, key)
         data = frame[pos:]
         for kind, name in reversed(stages[1:]):
             codec = self._codec(kind, name, key)
@@ -258,6 +335,10 @@ class Pipeline:
         serializer = self._codec("serializer", stages[0][1], key)
         try:
             return serializer.loads(data)
+        except FrameError as exc:  # e.g. a decode budget: keep the class, name the record
+            if exc.key is None and key is not None:
+                raise type(exc)(str(exc), key) from None
+            raise
         except Exception as exc:
             raise FrameError(
                 f"serializer {stages[0][1]!r} cannot decode value: {type(exc).__name__}", key
@@ -287,7 +368,7 @@ class Pipeline:
 
         Used by key rotation and by ``Memory.rewrite`` to compress old values.
         """
-        stages, pos = read_header(frame, key)
+        stages, pos = self._trusted_stages(frame, key)
         header = frame[: pos - _TRAILER.size]
         if header == self._headers[True] and not self._stale_key(frame, pos):
             return None

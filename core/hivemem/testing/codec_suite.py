@@ -47,6 +47,8 @@ from hivemem.errors import (
     DecryptionError,
     FrameError,
     SerializationError,
+    UnencryptedFrame,
+    UntrustedCodec,
 )
 from hivemem.pipeline import Pipeline, read_header
 from hivemem.plugins import Plugins, make_plugins
@@ -160,6 +162,23 @@ def _corrupt_variants(frame: bytes) -> list[bytes]:
     return out
 
 
+class _Canary:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import pathlib
+
+        return (pathlib.Path(self.path).touch, ())
+
+
+def _pickle_canary(path: Any) -> bytes:
+    """A pickle that creates ``path`` when unpickled (what an attacker would store)."""
+    import pickle
+
+    return pickle.dumps(_Canary(str(path)))
+
+
 def _expect_frame_error(pipeline: Pipeline, frame: bytes, what: str) -> FrameError:
     try:
         value = pipeline.decode(frame, key=KEY)
@@ -225,13 +244,17 @@ class CodecSuite:
         if codec_kind not in ("serializer", "compressor", "encryptor"):
             raise ValueError(f"codec_kind must be serializer/compressor/encryptor: {codec_kind!r}")
 
-        def make(**extra: Any) -> Pipeline:
+        def make(
+            *, read_codecs: tuple[str, ...] = (), accept_plaintext: bool = False, **extra: Any
+        ) -> Pipeline:
             stages = {"serializer": "json", "compressor": "none", "encryptor": "none"}
             stages[codec_kind] = codec_name
             return Pipeline(
                 **stages,
                 options={codec_name: {**codec_options, **extra}},
                 plugins=hivemem_plugins,
+                read_codecs=read_codecs,
+                accept_plaintext=accept_plaintext,
             )
 
         return make
@@ -368,17 +391,70 @@ class CodecSuite:
             if codec_kind == "encryptor":
                 assert isinstance(exc, DecryptionError), what
 
-    def test_uninstalled_codec_is_named(self, pipeline: Pipeline, codec_kind: str) -> None:
-        """A frame naming a missing codec raises CodecNotInstalled."""
+    def test_uninstalled_codec_is_named(
+        self, pipeline: Pipeline, codec_kind: str, make_pipeline: Callable[..., Pipeline]
+    ) -> None:
+        """A frame naming an unknown codec is untrusted; allowed but missing: CodecNotInstalled."""
         stages = [("serializer", "json")]
         if codec_kind == "serializer":
             stages = [("serializer", "hmkit-absent")]
         else:
             stages.append((codec_kind, "hmkit-absent"))
-        exc = _expect_frame_error(pipeline, build_frame(stages, b"payload"), "unknown codec")
+        frame = build_frame(stages, b"payload")
+        exc = _expect_frame_error(pipeline, frame, "unknown codec")
+        assert isinstance(exc, UntrustedCodec)
+        assert exc.codec == "hmkit-absent" and exc.stage == codec_kind
+        allowed = make_pipeline(read_codecs=("hmkit-absent",), accept_plaintext=True)
+        exc = _expect_frame_error(allowed, frame, "allowed but not installed")
         assert isinstance(exc, CodecNotInstalled)
         assert exc.codec == "hmkit-absent" and exc.stage == codec_kind
         assert "hmkit-absent" in str(exc)
+
+    def test_untrusted_codec_never_runs(
+        self, pipeline: Pipeline, codec_kind: str, codec_name: str, tmp_path: Any
+    ) -> None:
+        """A frame naming an installed codec the reader does not allow (pickle) never runs it."""
+        canary = tmp_path / "canary"
+        payload = _pickle_canary(canary)
+        frames = {"pickle serializer": build_frame([("serializer", "pickle")], payload)}
+        if codec_kind != "serializer":
+            frames["pickle inside this codec"] = pipeline.encode(self._sample(codec_kind), KEY)
+            stages, pos = read_header(frames["pickle inside this codec"], KEY)
+            frames["pickle inside this codec"] = build_frame(
+                [("serializer", "pickle"), *stages[1:]],
+                frames["pickle inside this codec"][pos:],
+            )
+        for what, frame in frames.items():
+            exc = _expect_frame_error(pipeline, frame, what)
+            assert isinstance(exc, UntrustedCodec), what
+            assert exc.codec == "pickle" and "pickle" in str(exc)
+        assert not canary.exists(), "a pickle frame ran code in the reader"
+
+    def test_stage_order_is_enforced(
+        self, pipeline: Pipeline, codec_kind: str, codec_name: str
+    ) -> None:
+        """Repeated or reordered stages are refused before any codec runs."""
+        if codec_kind == "serializer":
+            bad = [("serializer", codec_name), ("serializer", codec_name)]
+        else:
+            bad = [("serializer", "json"), (codec_kind, codec_name), (codec_kind, codec_name)]
+        _expect_frame_error(pipeline, build_frame(bad, b"payload"), "repeated stage")
+        _expect_frame_error(
+            pipeline, build_frame([(codec_kind, codec_name)], b"payload"), "no serializer first"
+        )
+
+    def test_plaintext_refused_under_encryption(
+        self, pipeline: Pipeline, codec_kind: str, make_pipeline: Callable[..., Pipeline]
+    ) -> None:
+        """Encryptors: a frame without the encryption stage is refused unless migrating."""
+        assert codec_kind == "encryptor"
+        frame = build_frame([("serializer", "json")], b'{"forged": true}')
+        exc = _expect_frame_error(pipeline, frame, "plaintext frame")
+        assert isinstance(exc, UnencryptedFrame)
+        migrating = make_pipeline(accept_plaintext=True)
+        assert migrating.decode(frame, KEY) == {"forged": True}
+        again = migrating.reencode(frame, KEY)
+        assert again is not None and pipeline.decode(again, KEY) == {"forged": True}
 
     # -- compressors --------------------------------------------------------------------
     def test_decompression_is_bounded(
@@ -488,17 +564,22 @@ class CodecSuite:
 
 
 #: ``not_applicable`` entries for a serializer's CodecSuite
-NOT_FOR_SERIALIZERS: dict[str, str] = {
+_ONLY_COMPRESSORS: dict[str, str] = {
     "test_decompression_is_bounded": "only compressors decompress",
     "test_output_bound_still_allows_values_below_it": "only compressors decompress",
 }
-#: ``not_applicable`` entries for a compressor's CodecSuite
-NOT_FOR_COMPRESSORS: dict[str, str] = {
+_ONLY_SERIALIZERS: dict[str, str] = {
     "test_documented_types_round_trip": "only serializers store objects",
     "test_unsupported_types_raise": "only serializers store objects",
 }
+_ONLY_ENCRYPTORS: dict[str, str] = {
+    "test_plaintext_refused_under_encryption": "only encryptors are required on every frame",
+}
+NOT_FOR_SERIALIZERS: dict[str, str] = {**_ONLY_COMPRESSORS, **_ONLY_ENCRYPTORS}
+#: ``not_applicable`` entries for a compressor's CodecSuite
+NOT_FOR_COMPRESSORS: dict[str, str] = {**_ONLY_SERIALIZERS, **_ONLY_ENCRYPTORS}
 #: ``not_applicable`` entries for an encryptor's CodecSuite
-NOT_FOR_ENCRYPTORS: dict[str, str] = {**NOT_FOR_SERIALIZERS, **NOT_FOR_COMPRESSORS}
+NOT_FOR_ENCRYPTORS: dict[str, str] = {**_ONLY_COMPRESSORS, **_ONLY_SERIALIZERS}
 
 
 def pipeline_combinations(plugins: Plugins) -> list[tuple[str, str, str]]:
@@ -576,15 +657,44 @@ class PipelineCombinationSuite:
         check()
 
     def test_reading_follows_the_frame(
-        self, pipelines: dict[tuple[str, str, str], Pipeline]
+        self,
+        pipelines: dict[tuple[str, str, str], Pipeline],
+        codec_options: dict[str, dict[str, Any]],
+        hivemem_plugins: Plugins,
     ) -> None:
-        """A frame written under one combination reads under every other."""
+        """A frame reads under every reader that trusts its codecs, and under no other.
+
+        A reader trusts what it writes plus ``read_codecs``; with an encryptor
+        configured it refuses frames without one (unless ``accept_plaintext``).
+        """
+        names = {n for combo in pipelines for n in combo if n != "none"}
         for value in self.SAMPLES:
             frames = {combo: p.encode(value, key=KEY) for combo, p in pipelines.items()}
             for writer, frame in frames.items():
+                stages, _ = read_header(frame, KEY)  # a compressor may have declined
+                written = {name for _, name in stages}
                 for reader_combo, reader in pipelines.items():
-                    out = reader.decode(frame, key=KEY)
-                    assert _same_types(out, value), (writer, reader_combo)
+                    trusted = written <= set(reader_combo)
+                    plaintext = reader_combo[2] != "none" and writer[2] == "none"
+                    if trusted and not plaintext:
+                        out = reader.decode(frame, key=KEY)
+                        assert _same_types(out, value), (writer, reader_combo)
+                        continue
+                    with pytest.raises(FrameError) as info:
+                        reader.decode(frame, key=KEY)
+                    expected = UntrustedCodec if not trusted else UnencryptedFrame
+                    assert isinstance(info.value, expected), (writer, reader_combo)
+                    assert info.value.key == KEY
+            for reader_combo in pipelines:  # a migrating reader that allows every codec
+                lenient = Pipeline(
+                    *reader_combo,
+                    options=codec_options,
+                    plugins=hivemem_plugins,
+                    read_codecs=sorted(names),
+                    accept_plaintext=True,
+                )
+                for writer, frame in frames.items():
+                    assert _same_types(lenient.decode(frame, key=KEY), value), writer
 
     def test_frames_name_their_stages(
         self,
@@ -615,7 +725,7 @@ class PipelineCombinationSuite:
         import hivemem.builtin
 
         builtin_only = make_plugins(entrypoints=False, plugins={"builtin": hivemem.builtin})
-        reader = Pipeline(plugins=builtin_only)
+        reader = Pipeline(plugins=builtin_only, read_codecs=["zstd", "fernet"])
         for stage, name, package in (
             ("compressor", "zstd", "hivemem-zstd"),
             ("encryptor", "fernet", "hivemem-fernet"),

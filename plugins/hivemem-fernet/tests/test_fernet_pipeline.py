@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from hivemem.errors import DecryptionError
+from hivemem.errors import DecryptionError, UnencryptedFrame
 from hivemem.pipeline import Pipeline, read_header
 from hivemem.plugins import Plugins
 from hypothesis import HealthCheck, given, settings
@@ -81,9 +81,22 @@ def test_reading_across_configuration_changes(plugins: Plugins) -> None:
     assert ("compressor", "zstd") in read_header(generations[1]["conv/agent1"])[0]
     assert ("encryptor", "fernet") in read_header(generations[2]["conv/agent1"])[0]
     newest = Pipeline("json", "zstd", "fernet", options=keys, plugins=plugins)
+    for key, value in VALUES:  # written before encryption was on: refused, never trusted
+        for frames in generations[:2]:
+            with pytest.raises(UnencryptedFrame) as info:
+                newest.decode(frames[key], key=key)
+            assert info.value.key == key
+        assert newest.decode(generations[2][key], key=key) == value
+    # the plaintext-migration mode (rotate-keys --encrypt-plaintext) reads every generation
+    migrating = Pipeline(
+        "json", "zstd", "fernet", options=keys, plugins=plugins, accept_plaintext=True
+    )
     for frames in generations:
         for key, value in VALUES:
-            assert newest.decode(frames[key], key=key) == value
+            assert migrating.decode(frames[key], key=key) == value
+            again = migrating.reencode(frames[key], key=key)
+            frame = frames[key] if again is None else again
+            assert newest.decode(frame, key=key) == value
     # with encryption on, no plaintext reaches the frame
     for frame in generations[2].values():
         assert b"plan the trip" not in frame and b"Ada" not in frame

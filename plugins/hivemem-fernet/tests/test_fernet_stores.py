@@ -96,7 +96,7 @@ def _hivemem(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 def test_rotate_keys_survives_kill_9_and_finishes_on_rerun(tmp_path, key1, key2):
     url = f"sqlite:///{tmp_path}/rot.db"
     n = 3000
-    env = {**os.environ, "HIVEMEM_FERNET_KEYS": key1}
+    env = {**os.environ, "HIVEMEM_FERNET_KEYS": key1, "HIVEMEM_ENCRYPTOR": "fernet"}
     subprocess.run([sys.executable, "-c", ROTATE, url, str(n)], env=env, check=True)
     rotated_env = {**env, "HIVEMEM_FERNET_KEYS": f"{key2},{key1}"}  # new primary, old readable
 

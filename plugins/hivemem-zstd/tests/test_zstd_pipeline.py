@@ -107,7 +107,7 @@ def test_frame_naming_zstd_without_the_plugin_says_what_to_install(plugins: Plug
     frame = Pipeline("json", "zstd", plugins=plugins).encode({"text": "x" * 500})
     without = make_plugins(blocked=["zstd"], allowed=[])
     with pytest.raises(CodecNotInstalled, match=r"'zstd'.*hivemem-zstd.*'entity/1'"):
-        Pipeline("json", plugins=without).decode(frame, key="entity/1")
+        Pipeline("json", plugins=without, read_codecs=["zstd"]).decode(frame, key="entity/1")
 
 
 def test_reencode_after_turning_zstd_on(plugins: Plugins) -> None:

@@ -72,6 +72,7 @@ def _env(url: str, compressor: str) -> dict[str, str]:
         k: v for k, v in os.environ.items() if not k.startswith(("HIVEMEM_", "MEMORY_", "MONGODB_"))
     }
     env.update(HIVEMEM_URL=url, HIVEMEM_NAMESPACE=NS, HIVEMEM_COMPRESSOR=compressor)
+    env["HIVEMEM_READ_CODECS"] = "zstd"  # every reader reads the zstd frames others wrote
     return env
 
 
@@ -281,7 +282,7 @@ def test_missing_stored_dictionary_names_the_record_and_the_dictionary(
             await m.put("qrow", "x", row)
         async with open_memory(store, namespace=NS) as admin:
             assert await admin.backend.delete(RESOURCE_NS, RESOURCE_KIND, str(dict_id))
-        async with open_memory(store, namespace=NS, cache=[]) as reader:
+        async with open_memory(store, namespace=NS, cache=[], read_codecs=["zstd"]) as reader:
             with pytest.raises(ResourceMissing, match=str(dict_id)) as info:
                 await reader.get("qrow", "x")
             error = info.value
