@@ -17,6 +17,11 @@ naming the type: convert with ``attrs.asdict``/``cattrs.unstructure`` or
 ``dataclasses.asdict`` first (decoding into arbitrary classes would let the
 store choose which code runs). Subclasses of dict/list/str/int keep their
 values but come back as the base type.
+
+Decoding is bounded in memory, not only in bytes: an empty ``[]`` costs two
+bytes of input and ~56 bytes of Python object, so a small compressed frame
+could otherwise expand into gigabytes of lists. See :class:`JsonSerializer`
+for the ``max_size`` and ``max_containers`` budget.
 """
 
 from __future__ import annotations
@@ -30,9 +35,14 @@ import uuid
 import zlib
 from typing import Any
 
-from ..errors import SerializationError
+from ..errors import DecodeLimitExceeded, SerializationError
 
 TAG = "__hm__"
+
+#: default of the json option ``max_containers`` (lists and objects per value)
+DEFAULT_MAX_CONTAINERS = 1_000_000
+#: default of the json option ``max_size`` (bytes of JSON per value)
+DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
 
 def _encode(obj: Any) -> Any:
@@ -135,12 +145,52 @@ def _object_hook(d: dict[str, Any]) -> Any:
     return d
 
 
+def _positive_int(option: str, value: int | str) -> int:
+    """``value`` as an int > 0; ValueError naming the json option otherwise."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"json option {option} must be an integer, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"json option {option} must be > 0, got {number}")
+    return number
+
+
 class JsonSerializer:
-    """Safe JSON serializer with tagged extensions (see module docstring)."""
+    """Safe JSON serializer with tagged extensions (see module docstring).
+
+    Options (ints or strings, as they arrive from ``"json?max_containers=5000"``):
+
+    * ``sort_keys`` -- write object keys sorted (default false).
+    * ``max_size`` -- largest JSON text, in bytes, :meth:`loads` accepts and
+      :meth:`dumps` produces; default 64 MiB.
+    * ``max_containers`` -- most JSON arrays plus objects one value may hold;
+      default 1,000,000. Each costs 56-64+ bytes of Python object for two
+      bytes of input, so this is what bounds the memory a decode allocates
+      (a 60 MiB ``[[],[],...]`` held ~1.4 GB before the budget existed).
+
+    Both are checked on the bytes before :mod:`json` parses anything, and
+    refusal raises :class:`~hivemem.errors.DecodeLimitExceeded` naming the
+    option. Containers are counted as the ``[`` and ``{`` bytes of the text
+    (C-speed ``bytes.count``), so brackets inside strings count too: the count
+    can only be too high, never too low, and a value whose text is no longer
+    than ``max_containers`` bytes is not counted at all. Tagged values count
+    their wrapper object (a tuple is one object plus one array). :meth:`dumps`
+    applies the same budget and raises
+    :class:`~hivemem.errors.SerializationError`, so a writer never stores a
+    value that a reader with the same options would refuse.
+    """
 
     name = "json"
 
-    def __init__(self, sort_keys: bool | str = False) -> None:
+    def __init__(
+        self,
+        sort_keys: bool | str = False,
+        max_containers: int | str = DEFAULT_MAX_CONTAINERS,
+        max_size: int | str = DEFAULT_MAX_SIZE,
+    ) -> None:
+        self.max_containers = _positive_int("max_containers", max_containers)
+        self.max_size = _positive_int("max_size", max_size)
         self._encoder = json.JSONEncoder(
             ensure_ascii=False,
             separators=(",", ":"),
@@ -151,19 +201,44 @@ class JsonSerializer:
     def __repr__(self) -> str:
         return "JsonSerializer()"
 
+    def _over_budget(self, data: bytes) -> str | None:
+        """Why ``data`` exceeds the size or container budget; None when it fits."""
+        size = len(data)
+        if size > self.max_size:
+            return f"json value is {size} bytes; the json option max_size is {self.max_size}"
+        if size > self.max_containers:  # the count cannot exceed the length
+            containers = data.count(b"[") + data.count(b"{")
+            if containers > self.max_containers:
+                return (
+                    f"json value holds {containers} containers; "
+                    f"the json option max_containers is {self.max_containers}"
+                )
+        return None
+
     def dumps(self, obj: Any) -> bytes:
-        """Encode ``obj`` as UTF-8 JSON."""
+        """Encode ``obj`` as UTF-8 JSON; SerializationError past ``max_size``/``max_containers``."""
         try:
-            return self._encoder.encode(_encode(obj)).encode("utf-8", "strict")
+            data = self._encoder.encode(_encode(obj)).encode("utf-8", "strict")
         except UnicodeEncodeError:
             raise SerializationError(
                 "json serializer cannot store a string with a lone surrogate"
             ) from None
         except RecursionError:
             raise SerializationError("json serializer: value is nested too deeply") from None
+        problem = self._over_budget(data)
+        if problem is not None:
+            raise SerializationError(f"{problem}; readers would refuse it")
+        return data
 
     def loads(self, data: bytes) -> Any:
-        """Decode UTF-8 JSON written by :meth:`dumps`."""
+        """Decode UTF-8 JSON written by :meth:`dumps`.
+
+        Raises :class:`~hivemem.errors.DecodeLimitExceeded` before parsing
+        when ``data`` exceeds ``max_size`` or ``max_containers``.
+        """
+        problem = self._over_budget(data)
+        if problem is not None:
+            raise DecodeLimitExceeded(problem)
         value = self._decoder.decode(data.decode("utf-8"))
         return value
 
