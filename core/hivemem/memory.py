@@ -55,6 +55,7 @@ from .errors import (
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .plugins import Plugins, get_plugins
+from .sealing import SealedCache, cache_secrets
 
 T = TypeVar("T")
 
@@ -220,8 +221,6 @@ class _Core:
             while any(name == n for n, _ in self.caches):
                 name += "'"
             self.caches.append((name, cache))
-        self.local = [(n, c) for n, c in self.caches if c.in_process]
-        self.remote = [(n, c) for n, c in self.caches if not c.in_process]
         self.pipeline = Pipeline(
             config.serializer,
             config.compressor,
@@ -231,6 +230,9 @@ class _Core:
             read_codecs=config.read_codecs,
             accept_plaintext=config.accept_plaintext,
         )
+        self.caches = self._seal_remote(self.caches)
+        self.local = [(n, c) for n, c in self.caches if c.in_process]
+        self.remote = [(n, c) for n, c in self.caches if not c.in_process]
         self.metrics = Metrics()
         self.opened = False
         self.closed = False
@@ -240,6 +242,22 @@ class _Core:
         self.inflight: dict[str, asyncio.Future[Any]] = {}
         self.unsubscribe: list[Callable[[], Awaitable[None]]] = []
         self.max_value = self.backend.capabilities.max_value_size
+
+    def _seal_remote(self, caches: list[tuple[str, Cache]]) -> list[tuple[str, Cache]]:
+        """Wrap every cache outside the process so its keys and entries are authenticated."""
+        if all(c.in_process for _, c in caches):
+            return caches
+        secrets = cache_secrets(self.config.cache_secret, self.pipeline.encryptor)
+        if secrets is None and not self.config.trust_remote_cache:
+            tier = next(mask_url(u) for u, (_, c) in zip(self.config.cache, caches, strict=True)
+                        if not c.in_process)
+            raise ConfigError(
+                f"cache tier {tier} is outside the process and anyone who reaches it can write "
+                "entries: set cache_secret (HIVEMEM_CACHE_SECRET, 16+ characters, the same in "
+                "every process), or configure an encryptor that derives one (fernet), or set "
+                "trust_remote_cache = true (HIVEMEM_TRUST_REMOTE_CACHE=1) on a trusted network"
+            )
+        return [(n, c if c.in_process else SealedCache(c, secrets)) for n, c in caches]
 
     def bump(self, key: str) -> None:
         self.epochs.bump(key)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -108,6 +109,11 @@ def resolve_keys(
     raise ConfigError(f"fernet encryption is on but no key is configured: {_HOW}")
 
 
+def _raw(key: str | bytes) -> bytes:
+    text = key.encode("ascii", "replace") if isinstance(key, str) else key
+    return base64.urlsafe_b64decode(text.strip())
+
+
 def _build(key: str | bytes, position: int, source: str) -> Fernet:
     """A Fernet for ``key``; strict: trailing characters after the padding are an error too."""
     raw = key.encode("ascii", "replace") if isinstance(key, str) else key
@@ -133,7 +139,7 @@ class FernetEncryptor:
     """
 
     name = "fernet"
-    __slots__ = ("_fernet", "_key_ids", "_primary", "_source")
+    __slots__ = ("_derive", "_fernet", "_key_ids", "_primary", "_source")
 
     def __init__(self, keys: Any = None, key_file: str | os.PathLike[str] | None = None) -> None:
         found, source = resolve_keys(keys, key_file)
@@ -142,6 +148,10 @@ class FernetEncryptor:
         self._source = source
         self._primary = fernets[0]
         self._fernet = MultiFernet(fernets)
+        # one pseudo-random key per configured key, for keys derived for other purposes
+        self._derive = tuple(
+            hmac.new(b"hivemem-fernet derive", _raw(key), hashlib.sha256).digest() for key in found
+        )
 
     def __repr__(self) -> str:
         return f"FernetEncryptor(key_ids={list(self._key_ids)}, source={self._source!r})"
@@ -172,6 +182,15 @@ class FernetEncryptor:
                 "fernet cannot decrypt value: written under a key that is not configured, "
                 f"or tampered with or truncated (configured key ids: {', '.join(self._key_ids)})"
             ) from None
+
+    def derive_keys(self, purpose: bytes) -> list[bytes]:
+        """32-byte keys for ``purpose`` derived from each configured key, primary first.
+
+        hivemem seals entries of caches outside the process with them when no
+        ``cache_secret`` is configured; knowing a derived key reveals nothing
+        of the Fernet key it came from.
+        """
+        return [hmac.new(prk, purpose, hashlib.sha256).digest() for prk in self._derive]
 
     def needs_reencrypt(self, data: bytes) -> bool:
         """True when ``data`` is not decryptable by the primary key alone (rotation needed)."""

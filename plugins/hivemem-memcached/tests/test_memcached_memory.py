@@ -14,10 +14,13 @@ from hivemem import open_memory
 from hivemem.memory import Memory
 from hivemem.pipeline import MAGIC
 from hivemem.plugins import make_plugins
+from hivemem.sealing import SEAL_VERSION, TAG_SIZE
 from hivemem.testing.servers import MemcachedServer
 from hivemem_memcached import MemcachedCache
 
 _names = itertools.count()
+#: the secret every process of a deployment shares to authenticate cache entries
+SECRET = "memcached-tests-shared-secret-0123456789"
 
 
 def count_backend_reads(memory: Memory) -> list[int]:
@@ -35,7 +38,10 @@ def count_backend_reads(memory: Memory) -> list[int]:
 
 
 def memcached_of(memory: Memory) -> MemcachedCache:
-    caches = [c for _, c in memory.caches if isinstance(c, MemcachedCache)]
+    """The MemcachedCache inside the memory's sealed remote tier."""
+    caches = [
+        c.inner for _, c in memory.caches if isinstance(getattr(c, "inner", None), MemcachedCache)
+    ]
     assert len(caches) == 1
     return caches[0]
 
@@ -51,6 +57,7 @@ def tiered(
     @asynccontextmanager
     async def make(**settings: Any) -> AsyncIterator[Memory]:
         settings.setdefault("namespace", "agents")
+        settings.setdefault("cache_secret", SECRET)
         memory = open_memory(
             f"sqlite:///{db}",
             cache=f"local:// {memcached_server.url}?prefix={prefix}&timeout=1",
@@ -135,7 +142,9 @@ async def test_memory_works_with_memcached_down(
     from hivemem.testing.servers import free_port
 
     url = f"memcached://127.0.0.1:{free_port()}?timeout=0.2"
-    async with open_memory(f"sqlite:///{tmp_path / 'down.db'}", cache=f"local:// {url}") as m:
+    async with open_memory(
+        f"sqlite:///{tmp_path / 'down.db'}", cache=f"local:// {url}", cache_secret=SECRET
+    ) as m:
         await m.put("user", "u1", {"v": 1})
         m.clear_local_cache()
         assert await m.get("user", "u1") == {"v": 1}
@@ -176,11 +185,12 @@ async def test_memcached_holds_frames_never_plaintext(
         keys = mc.dump_keys(memcached_server, tiered.prefix)  # type: ignore[attr-defined]
         assert len(keys) == 1
         raw = await mc.raw_get_derived(memcached_server, keys[0])
-    assert raw is not None and raw[:3] == MAGIC
-    assert raw == stored.value  # exactly the backend's frame
+    assert raw is not None and raw[:1] == SEAL_VERSION
+    frame = raw[1 + TAG_SIZE :]  # behind the MAC tag: exactly the backend's frame
+    assert frame[:3] == MAGIC and frame == stored.value
     assert b"launch code" not in raw
     names = [codecs.get("compressor"), codecs.get("encryptor")]
-    assert all(name.encode() in raw[:40] for name in names if name)
+    assert all(name.encode() in frame[:40] for name in names if name)
 
 
 _CHILD = r"""
@@ -188,7 +198,7 @@ import asyncio, json, sys
 from hivemem import open_memory
 
 async def main(db, cache):
-    memory = open_memory(f"sqlite:///{db}", cache=cache, namespace="agents")
+    memory = open_memory(f"sqlite:///{db}", cache=cache, namespace="agents", cache_secret=sys.argv[3])
     async with memory:
         backend = memory.backend
         original = backend.get
@@ -207,7 +217,7 @@ async def main(db, cache):
         mc = [c for _, c in memory.caches if not c.in_process][0].stats()
         print(json.dumps({"reads": reads, "ok": ok, "mc": mc}), flush=True)
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))  # argv[3]: the shared cache secret
 """
 
 
@@ -229,7 +239,7 @@ def test_cold_key_stampede_across_real_processes(
     hivemem_runner.run(seed())
     children = [
         subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(db), cache],
+            [sys.executable, "-c", _CHILD, str(db), cache, SECRET],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )
         for _ in range(4)
