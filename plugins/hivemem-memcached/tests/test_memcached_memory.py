@@ -198,7 +198,9 @@ import asyncio, json, sys
 from hivemem import open_memory
 
 async def main(db, cache):
-    memory = open_memory(f"sqlite:///{db}", cache=cache, namespace="agents", cache_secret=sys.argv[3])
+    memory = open_memory(
+        f"sqlite:///{db}", cache=cache, namespace="agents", cache_secret=sys.argv[3]
+    )
     async with memory:
         backend = memory.backend
         original = backend.get
