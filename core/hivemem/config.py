@@ -9,8 +9,10 @@ Sources, lowest precedence first:
    ``REDIS_*``, ``MONGODB_*``, ``MEMORY_NAMESPACE``);
 4. keyword arguments / a URL passed to :func:`hivemem.open_memory`.
 
-Secrets (URL passwords, option values named like ``password``/``key``/
-``token``/``secret``) are masked in every repr.
+Secrets are masked in every repr and in :meth:`MemoryConfig.to_dict` (see
+:mod:`hivemem.redact`): URL passwords, every option of a codec spec
+(``fernet?keys=***``) and every ``codec_options`` value, ``backend_options``
+values named like ``password``/``key``/``token``/``secret``, ``cache_secret``.
 """
 
 from __future__ import annotations
@@ -21,48 +23,30 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
 from .errors import ConfigError
+from .redact import redact_options, redact_spec, redact_url
 
-_SECRET_WORDS = re.compile(r"pass|secret|token|key|credential", re.I)
 _DEFAULT_CACHE = ("local://",)
 
 
 def mask_url(url: str) -> str:
-    """``redis://user:pw@host`` -> ``redis://user:***@host`` (also masks ``?password=``)."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable url>"
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, host = netloc.rpartition("@")
-        user, sep, _pw = userinfo.partition(":")
-        netloc = f"{user}:***@{host}" if sep else f"{user}@{host}"
-    query = re.sub(
-        r"((?:^|&)[^=&]*(?:pass|secret|token|key)[^=&]*=)[^&]*", r"\1***", parts.query, flags=re.I
-    )
-    if netloc == parts.netloc and query == parts.query:
-        return url
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """``redis://user:pw@host`` -> ``redis://user:***@host`` (alias of ``redact_url``)."""
+    return redact_url(url)
 
 
 def mask_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """Copy of ``options`` with secret-looking values replaced by ``***``."""
-    out: dict[str, Any] = {}
-    for key, value in options.items():
-        if isinstance(value, Mapping):
-            out[key] = mask_options(value)
-        elif _SECRET_WORDS.search(str(key)) and value is not None:
-            out[key] = "***"
-        else:
-            out[key] = value
-    return out
+    """Copy of ``options`` with secret-looking values masked (as for ``backend_options``)."""
+    return redact_options(options, all_values=False)
+
+
+def _spec_repr(spec: str) -> str:
+    return repr(redact_spec(spec))
 
 
 def default_url() -> str:
@@ -101,18 +85,24 @@ class MemoryConfig:
     cache: list[str] = attrs.field(
         factory=lambda: list(_DEFAULT_CACHE), repr=lambda v: repr([mask_url(u) for u in v])
     )
-    serializer: str = "json"
-    compressor: str = "none"
-    encryptor: str = "none"
+    #: codec specs: a name, optionally with ``?option=value&...`` (all values masked in reprs)
+    serializer: str = attrs.field(default="json", repr=_spec_repr)
+    compressor: str = attrs.field(default="none", repr=_spec_repr)
+    encryptor: str = attrs.field(default="none", repr=_spec_repr)
     #: per-codec factory options, e.g. {"zstd": {"level": 9}, "fernet": {"keys": "..."}}
-    codec_options: dict[str, dict[str, Any]] = attrs.field(factory=dict, repr=mask_options)
+    #: (every value masked in reprs: an option's name does not say whether it is secret)
+    codec_options: dict[str, dict[str, Any]] = attrs.field(
+        factory=dict, repr=lambda v: repr(redact_options(v, all_values=True))
+    )
     #: extra keyword options for the backend factory (e.g. the seed's Redis ``prefix``)
     backend_options: dict[str, Any] = attrs.field(factory=dict, repr=mask_options)
     #: default TTL (seconds) of entries the memory puts in its caches; None: until evicted
     cache_ttl: float | None = 300.0
     #: codec names trusted for reading besides the configured ones (e.g. while migrating);
     #: ``pickle`` must be named here (or be the serializer) to be read at all
-    read_codecs: list[str] = attrs.field(factory=list)
+    read_codecs: list[str] = attrs.field(
+        factory=list, repr=lambda v: repr([redact_spec(c) for c in v])
+    )
     #: plaintext-migration mode: with an encryptor configured, still read unencrypted frames
     #: (``hivemem rotate-keys --encrypt-plaintext`` turns it on for its own run only)
     accept_plaintext: bool = False
@@ -144,10 +134,13 @@ class MemoryConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with secrets masked (safe to print)."""
         data = converter.unstructure(self)
-        data["url"] = mask_url(self.url)
-        data["cache"] = [mask_url(u) for u in self.cache]
-        data["codec_options"] = mask_options(self.codec_options)
-        data["backend_options"] = mask_options(self.backend_options)
+        data["url"] = redact_url(self.url)
+        data["cache"] = [redact_url(u) for u in self.cache]
+        for spec in ("serializer", "compressor", "encryptor"):
+            data[spec] = redact_spec(getattr(self, spec))
+        data["read_codecs"] = [redact_spec(c) for c in self.read_codecs]
+        data["codec_options"] = redact_options(self.codec_options, all_values=True)
+        data["backend_options"] = redact_options(self.backend_options, all_values=False)
         if self.cache_secret is not None:
             data["cache_secret"] = "***"
         return data

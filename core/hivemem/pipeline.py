@@ -43,7 +43,6 @@ from .errors import (
     ConfigError,
     DecryptionError,
     FrameError,
-    HivememError,
     PluginNotFound,
     ResourceMissing,
     SerializationError,
@@ -52,6 +51,7 @@ from .errors import (
     ValueTooLarge,
 )
 from .plugins import KNOWN_PACKAGES, Plugins, get_plugins
+from .redact import plugin_call
 
 MAGIC = b"HM\x01"
 _TAGS = {"serializer": b"s", "compressor": b"c", "encryptor": b"e"}
@@ -231,12 +231,12 @@ class Pipeline:
             if key is not None:
                 raise CodecNotInstalled(name, kind, key, KNOWN_PACKAGES.get(name)) from None
             raise
-        try:
-            inst = entry.factory(**self._options.get(name, {}))
-        except HivememError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"cannot configure {kind} {name!r}: {exc}") from None
+        options = self._options.get(name, {})
+        # a codec's error may quote its options (keys): scrubbed, and never chained
+        secrets = [str(v) for v in options.values() if isinstance(v, str | bytes)]
+        inst = plugin_call(
+            kind, name, secrets, "the value pipeline", entry.factory, **options
+        )
         self._instances[cache_key] = inst
         return inst
 
