@@ -26,6 +26,11 @@ Rules every implementation follows (the conformance kit in
   backend and unique within a series. ``start`` is inclusive, ``end``
   exclusive. ``latest=True`` returns the *last* ``limit`` entries, still in
   ascending order.
+* Optional: :meth:`Backend.rewrite_series` (``supports_series_rewrite``)
+  replaces entry values in place, compare-and-set by value: an entry keeps
+  its ``ts`` and ``seq``, an entry deleted or changed meanwhile is left
+  alone, and appends made meanwhile are never lost or reordered. Without the
+  capability it raises :class:`~hivemem.errors.Unsupported`.
 * A cancelled call either happened completely or not at all.
 * Connection failures raise :class:`~hivemem.errors.BackendUnavailable`.
 """
@@ -37,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
+
+from .errors import Unsupported
 
 
 @attrs.frozen(slots=True)
@@ -75,6 +82,8 @@ class Capabilities:
     shared: bool = False
     #: the largest value (bytes) one record can hold, None for no practical limit
     max_value_size: int | None = None
+    #: :meth:`Backend.rewrite_series` replaces series entry values in place
+    supports_series_rewrite: bool = False
 
 
 @attrs.frozen
@@ -267,6 +276,38 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     async def delete_series(self, ns: str, series: str) -> int:
         """Delete a whole series; return how many entries went."""
+
+    async def rewrite_series(
+        self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
+    ) -> int:
+        """Replace entry values in place; return how many entries were replaced.
+
+        For each ``(seq, old, new)``: if entry ``seq`` of the series still exists and holds
+        exactly ``old``, it now holds ``new``; its ``ts`` and ``seq`` are unchanged. An entry
+        that was deleted or whose value differs is left alone (compare-and-set by value, so a
+        concurrent writer always wins). Appends that happen meanwhile are never lost or
+        reordered. Atomic per call where the store allows, at least per entry.
+
+        Optional (``supports_series_rewrite``). Default: raises
+        :class:`~hivemem.errors.Unsupported` naming the backend.
+        """
+        raise Unsupported(f"backend {self.name!r} does not support rewrite_series")
+
+    async def purge_residue(self) -> list[str]:
+        """Make bytes freed by overwrites and deletes unrecoverable where the store can.
+
+        Called by ``hivemem rotate-keys`` once every value was re-encoded, so
+        old ciphertext (or plaintext from before encryption) does not linger
+        in free pages, logs or snapshots. Returns the steps the operator must
+        still take, one sentence each (e.g. rewriting an append-only file,
+        rotating backups); ``[]`` when nothing is left to do. Default: does
+        nothing and says that the store's own files, logs and backups may
+        still hold old bytes.
+        """
+        return [
+            f"backend {self.name!r} does not purge freed space: its files, logs, replicas "
+            "and backups may still hold old values until the store rewrites or expires them"
+        ]
 
     # -- optional: cross-process invalidation ---------------------------------
     # A backend shared by several processes may implement

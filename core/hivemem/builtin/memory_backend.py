@@ -53,7 +53,9 @@ class MemoryBackend(Backend):
     """Dict-based backend; see the module docstring."""
 
     name: ClassVar[str] = "memory"
-    capabilities: ClassVar[Capabilities] = Capabilities(persistent=False, shared=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        persistent=False, shared=False, supports_series_rewrite=True
+    )
 
     def __init__(self, url: str = "memory://", **options: Any) -> None:
         parts = urlsplit(url)
@@ -64,7 +66,14 @@ class MemoryBackend(Backend):
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"MemoryBackend({'memory://' + self.store_name!r})"
+        from ..redact import redact_url
+
+        return f"MemoryBackend({redact_url('memory://' + self.store_name)!r})"
+
+    def _shown_name(self) -> str | None:
+        from ..redact import redact_url
+
+        return redact_url("memory://" + self.store_name)[len("memory://") :] or None
 
     @property
     def s(self) -> _Store:
@@ -92,7 +101,7 @@ class MemoryBackend(Backend):
         s = self.s
         return {
             "backend": "memory",
-            "store": self.store_name or None,
+            "store": self._shown_name(),
             "records": sum(len(d) for d in s.records.values()),
             "series": len(s.series),
         }
@@ -383,6 +392,23 @@ class MemoryBackend(Backend):
     async def delete_series(self, ns: str, series: str) -> int:
         """See :meth:`Backend.delete_series`."""
         return len(self.s.series.pop((ns, series), []))
+
+    async def rewrite_series(
+        self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
+    ) -> int:
+        """See :meth:`Backend.rewrite_series` (one pass, no await: atomic per call)."""
+        items = self.s.series.get((ns, series))
+        if not items or not changes:
+            return 0
+        at = {seq: i for i, (_, seq, _) in enumerate(items)}
+        replaced = 0
+        for seq, old, new in changes:
+            i = at.get(seq)
+            if i is not None and items[i][2] == old:
+                # (ts, seq) is unique, so the list stays sorted with the new value
+                items[i] = (items[i][0], seq, bytes(new))
+                replaced += 1
+        return replaced
 
     # -- counters --------------------------------------------------------------------
     async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:

@@ -18,8 +18,9 @@ Design:
   order, NUL-safe) under a unique index, so prefix listing is an index range
   scan ``prefix <= id < prefix_upper`` and costs what it returns.
 * Series rows carry an index on ``(ns, name, ts, seq)`` for range and
-  latest-N reads. Counters live in their own table and are updated with one
-  UPSERT, atomic across processes.
+  latest-N reads; ``seq`` is the row's primary key, so rewriting an entry in
+  place is a key lookup. Counters live in their own table and are updated
+  with one UPSERT, atomic across processes.
 * Expired records are hidden by every query and purged in small batches.
 """
 
@@ -158,7 +159,7 @@ class SQLiteBackend(Backend):
 
     name: ClassVar[str] = "sqlite"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared=True, max_value_size=1_000_000_000
+        persistent=True, shared=True, max_value_size=1_000_000_000, supports_series_rewrite=True
     )
 
     def __init__(self, url: str = "sqlite:///", **options: Any) -> None:
@@ -169,6 +170,11 @@ class SQLiteBackend(Backend):
         if sync not in ("full", "normal", "extra"):
             raise ConfigError(f"sqlite option synchronous={sync!r}: use full, normal or extra")
         self.synchronous = sync
+        secure = query.pop("secure_delete", "on").lower()
+        if secure not in ("on", "off", "fast"):
+            raise ConfigError(f"sqlite option secure_delete={secure!r}: use on, off or fast")
+        #: zero deleted and overwritten content in the file (PRAGMA secure_delete)
+        self.secure_delete = secure
         try:
             self.busy_timeout = int(query.pop("busy_timeout", 10_000))
             self.purge_interval = float(query.pop("purge_interval", 60))
@@ -196,6 +202,8 @@ class SQLiteBackend(Backend):
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
         if readonly:
             conn.execute("PRAGMA query_only=1")
+        else:
+            conn.execute(f"PRAGMA secure_delete={self.secure_delete}")
         return conn
 
     def _init_db(self, conn: sqlite3.Connection) -> None:
@@ -256,6 +264,22 @@ class SQLiteBackend(Backend):
             raise BackendUnavailable(f"sqlite {self.path}: {exc}") from None
         except sqlite3.DataError as exc:
             raise ValueTooLarge(None, -1, self.capabilities.max_value_size or 0, str(exc)) from None
+
+    async def purge_residue(self) -> list[str]:
+        """Checkpoint and truncate the WAL; freed pages are already zeroed (secure_delete)."""
+
+        def purge(conn: sqlite3.Connection) -> None:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(purge, write=True)
+        steps = [f"copies and backups of {self.path} made before now still hold the old values"]
+        if self.secure_delete != "on":
+            steps.insert(
+                0,
+                f"secure_delete is {self.secure_delete}: free pages of {self.path} may still hold "
+                "old values; run VACUUM (e.g. sqlite3 FILE 'VACUUM') to rewrite the file",
+            )
+        return steps
 
     async def ping(self) -> bool:
         """Run ``SELECT 1``."""
@@ -732,6 +756,30 @@ class SQLiteBackend(Backend):
             lambda c: c.execute("DELETE FROM hm_series WHERE ns=? AND name=?", args).rowcount,
             write=True,
         )
+
+    async def rewrite_series(
+        self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
+    ) -> int:
+        """See :meth:`Backend.rewrite_series` (one transaction, a primary-key update each)."""
+        nsb, nb = _b(ns), _b(series)
+        rows = [(bytes(new), int(seq), nsb, nb, bytes(old)) for seq, old, new in changes]
+        if not rows:
+            return 0
+
+        def q(c: sqlite3.Connection) -> int:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                n = c.executemany(
+                    "UPDATE hm_series SET value=? WHERE seq=? AND ns=? AND name=? AND value=?",
+                    rows,
+                ).rowcount
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            return int(n)
+
+        return await self._run(q, write=True)
 
     # -- counters ------------------------------------------------------------------------
     async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:

@@ -2,9 +2,10 @@
 
 Every rule performs one random operation on both and asserts they agree:
 records (put, CAS put and delete, batches, prefix listing with limit, cursor
-and direction), series (append, ranged and latest-N reads, deletes) and
-counters. Ids, kinds and names come from a small alphabet full of tricky
-strings so that collisions, prefixes and ordering are exercised often.
+and direction), series (append, ranged and latest-N reads, deletes and, with
+``supports_series_rewrite``, in-place rewrites) and counters. Ids, kinds and
+names come from a small alphabet full of tricky strings so that collisions,
+prefixes and ordering are exercised often.
 
 The machine is synchronous: it drives the async backend through the
 :class:`asyncio.Runner` the backend was opened on. Use
@@ -312,6 +313,55 @@ class BackendStateMachine(RuleBasedStateMachine):
         """delete_series reports how many entries went."""
         n = self._run(self.backend.delete_series(self.ns, name))
         assert n == len(self.series.pop(name, []))
+
+    @_has("supports_series_rewrite")
+    @rule(data=st.data())
+    def rewrite_series(self, data: st.DataObject) -> None:
+        """rewrite_series replaces exactly the entries of this series still holding ``old``.
+
+        Changes name entries of the series with their current or a stale value,
+        entries of other series (with their current value) and unused seqs; new
+        values may equal old ones (an entry rewritten to its own value counts).
+        An empty series first gets a few appends, so most calls have entries to
+        rewrite.
+        """
+        name = data.draw(st.sampled_from(SERIES), label="name")
+        if not self.series.get(name):
+            stamps = st.lists(st.sampled_from(STAMPS), min_size=1, max_size=3)
+            for ts in data.draw(stamps, label="stamps"):
+                self.append(name, data.draw(values, label="value"), ts)
+        entries = self.series[name]
+        # seqs are unique within a series only: "foreign" ones are those this one lacks
+        current = {seq: value for _, seq, value in entries}
+        for other, held in self.series.items():
+            if other != name:
+                for _, seq, value in held:
+                    current.setdefault(seq, value)
+        own = sorted(seq for _, seq, _ in entries)
+        foreign = sorted(set(current) - set(own))
+        seqs = st.just(max(current, default=0) + 1000)
+        for group in (own, foreign):
+            if group:
+                seqs = st.sampled_from(group) | seqs
+        picks = data.draw(st.lists(seqs, unique=True, min_size=1, max_size=5), label="seqs")
+        changes: list[tuple[int, bytes, bytes]] = []
+        for seq in picks:
+            old = current.get(seq, b"")
+            if seq not in current or data.draw(st.booleans(), label="stale"):
+                stale = data.draw(values, label="old")
+                old = stale if stale != old else old + b"\x00"  # never the current value
+            changes.append((seq, old, data.draw(values, label="new")))
+        n = self._run(self.backend.rewrite_series(self.ns, name, changes))
+        at = {seq: i for i, (_, seq, _) in enumerate(entries)}
+        replaced = 0
+        for seq, old, new in changes:
+            i = at.get(seq)
+            if i is not None and entries[i][2] == old:
+                entries[i] = (entries[i][0], seq, new)
+                replaced += 1
+        assert n == replaced
+        got = self._run(self.backend.read_series(self.ns, name))
+        assert [(e.ts, e.seq, e.value) for e in got] == sorted(entries)
 
     @_has("supports_series")
     @rule(prefix=st.sampled_from(("", "s", "s:", "t", "u")))

@@ -281,7 +281,7 @@ class MongoBackend(Backend):
 
     name: ClassVar[str] = "mongodb"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared=True, max_value_size=None
+        persistent=True, shared=True, max_value_size=None, supports_series_rewrite=True
     )
 
     def __init__(self, url: str = "mongodb://localhost:27017/", **options: Any) -> None:
@@ -444,6 +444,15 @@ class MongoBackend(Backend):
         return await asyncio.shield(task)
 
     @_guarded
+    async def purge_residue(self) -> list[str]:
+        """What may still hold old values after a rewrite: MongoDB's own logs and copies."""
+        return [
+            "MongoDB: the oplog of a replica set holds old values until it rolls over, "
+            "and backups, snapshots and secondaries' files made before now still hold them",
+            "MongoDB: freed space in WiredTiger files is reused, not zeroed; compact the "
+            "collections (db.runCommand({compact: ...})) or resync members to rewrite them",
+        ]
+
     async def ping(self) -> bool:
         """``ping`` the server; BackendUnavailable when it does not answer."""
         self._check_open()
@@ -1093,6 +1102,72 @@ class MongoBackend(Backend):
         self._check_open()
         result = await self._series.delete_many({"ns": ns, "name": series})
         return int(result.deleted_count)
+
+    @_guarded
+    async def rewrite_series(
+        self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
+    ) -> int:
+        """See :meth:`Backend.rewrite_series` (conditional ``bulk_write`` updates).
+
+        Each change is an ``UpdateOne`` whose filter is the entry's full index
+        key ``(ns, name, ts, seq)`` plus the old value ``v``, so an entry
+        deleted or rewritten meanwhile is not matched and appends (new
+        documents) are never touched. The ``ts`` of each ``seq`` is looked up
+        first by one covered index query per batch. The whole call is one
+        transaction where the deployment has them, else atomic per entry.
+        """
+        self._check_open()
+        rows = [(int(seq), bytes(old), bytes(new)) for seq, old, new in changes]
+        for _, _, new in rows:
+            self._check_entry(ns, series, new)
+        if not rows:
+            return 0
+        return await self._atomic(self._rewrite_series(ns, series, rows))
+
+    async def _rewrite_series(
+        self, ns: str, series: str, rows: list[tuple[int, bytes, bytes]]
+    ) -> int:
+        if not self.transactions:
+            return await self._rewrite_batches(ns, series, rows, None)
+
+        async def rewrite(session: Any) -> int:
+            return await self._rewrite_batches(ns, series, rows, session)
+
+        txn: dict[str, Any] = {}
+        if self.write_concern is not None:
+            txn["write_concern"] = self.write_concern
+        if self.read_concern is not None and self.read_concern.level in _TXN_READ_LEVELS:
+            txn["read_concern"] = self.read_concern
+        session = await _maybe_await(self._client.start_session())
+        async with session:
+            return int(await session.with_transaction(rewrite, **txn))
+
+    async def _rewrite_batches(
+        self, ns: str, series: str, rows: list[tuple[int, bytes, bytes]], session: Any
+    ) -> int:
+        kw: dict[str, Any] = {} if session is None else {"session": session}
+        replaced = 0
+        for b in range(0, len(rows), self.batch_size):
+            batch = rows[b : b + self.batch_size]
+            found = self._series.find(
+                {"ns": ns, "name": series, "seq": {"$in": [seq for seq, _, _ in batch]}},
+                {"_id": 0, "ts": 1, "seq": 1},
+                **kw,
+            )
+            stamps = {int(d["seq"]): d["ts"] for d in await _to_list(found)}
+            ops = [
+                UpdateOne(
+                    {"ns": ns, "name": series, "ts": stamps[seq], "seq": seq, "v": old},
+                    {"$set": {"v": new, "size": len(new)}},
+                )
+                for seq, old, new in batch
+                if seq in stamps
+            ]
+            if ops:
+                result = await self._series.bulk_write(ops, ordered=True, **kw)
+                # matched, not modified: an entry whose new value equals its old one counts
+                replaced += result.matched_count
+        return replaced
 
     # -- counters ----------------------------------------------------------------------
     @_guarded

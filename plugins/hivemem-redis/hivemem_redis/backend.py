@@ -14,12 +14,20 @@ See ``docs/backends/redis.md`` for the full story; in short:
   the rest of the client-side work.
 * Prefix listing walks a lexicographic index (``ZRANGEBYLEX``); series are
   sorted sets scored by timestamp. ``KEYS``/``SCAN`` are never used.
+* ``rewrite_series`` replaces entry values in place with a script that
+  compares each entry's stored value (``ZSCORE`` of ``seq + old``) before it
+  swaps the member, keeping the score.
+* A stored record string is input: one too short for its header (the empty
+  string too) or with a non-hex header raises ``FrameError`` naming
+  ``kind/id`` on every read path; write scripts treat such a header as no
+  version (compare-and-set refuses it, an unconditional write replaces it).
 * Expired records vanish from reads at once (Redis expires the record string);
   their index entries are removed by the listing that meets them and, a few
   at a time, by every write to the same kind.
 * Retries (with exponential backoff) only for idempotent calls; ``incr``,
-  ``append`` and compare-and-set writes are never retried. redis-py's own
-  retries are switched off so nothing below retries behind our back.
+  ``append``, ``rewrite_series`` and compare-and-set writes are never
+  retried. redis-py's own retries are switched off so nothing below retries
+  behind our back.
 * redis-py discards a connection whose reply is still in flight when the
   awaiting task is cancelled (``disconnect_on_error`` on ``BaseException``),
   so a cancelled call can never hand its reply to the next caller; the
@@ -31,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import operator
 import random
 import time
 import uuid
@@ -48,7 +57,13 @@ from hivemem.backend import (
     SeriesStats,
     prefix_upper_bytes,
 )
-from hivemem.errors import BackendUnavailable, ConflictError, HivememError, ValueTooLarge
+from hivemem.errors import (
+    BackendUnavailable,
+    ConflictError,
+    FrameError,
+    HivememError,
+    ValueTooLarge,
+)
 from redis import exceptions as rexc
 
 from . import scripts
@@ -66,6 +81,10 @@ MAX_VALUE_SIZE = 512 * 1024 * 1024 - 1024
 _SCAN_STEP = 1000
 #: records a drop/stats script handles per call
 _BATCH = 1000
+#: old plus new value bytes after which rewrite_series starts another script
+_REWRITE_BYTES = 16 * 1024 * 1024
+#: the first seq an 8-byte series member prefix cannot hold
+_NO_SEQ = 1 << 64
 #: bytes of the record header (version and expiry, 16 hex digits each)
 HEADER = 32
 #: what the client puts in front of a value; the write script overwrites it with the header
@@ -151,12 +170,52 @@ def _pack(args: Sequence[bytes], out: list[bytes] | None = None) -> list[bytes]:
     return out
 
 
-def _parse(raw: bytes | None) -> Record | None:
-    """A record from its stored string: 16 hex digits of version, 16 of expiry ms, value."""
-    if not raw:
+#: the low 64 bits of the parsed header (the expiry in ms)
+_LOW64 = (1 << 64) - 1
+
+
+def _parse(raw: bytes | None, kind: str, id: str) -> Record | None:
+    """A record from its stored string: 16 hex digits of version, 16 of expiry ms, value.
+
+    None when Redis has no such key. A stored string too short for its header
+    (the empty string included) or a header that is not hex digits raises
+    :class:`~hivemem.errors.FrameError` naming ``kind/id``: a store is input,
+    not memory. ``isalnum`` shuts out what ``int`` would also accept (spaces,
+    signs, ``_``); ``int`` then refuses every other non-hex letter. One
+    ``int`` over all 32 digits costs what the two 16-digit ones used to.
+    """
+    if raw is None:
         return None
-    e = int(raw[16:HEADER], 16)
-    return Record(raw[HEADER:], int(raw[:16], 16), e / 1000 if e else None)
+    h = raw[:HEADER]
+    try:
+        if len(h) != HEADER or not h.isalnum():
+            raise ValueError
+        x = int(h, 16)
+    except ValueError:
+        raise _corrupt(raw, kind, id) from None
+    e = x & _LOW64
+    return Record(raw[HEADER:], x >> 64, e / 1000 if e else None)
+
+
+def _corrupt(raw: bytes, kind: str, id: str) -> FrameError:
+    """The error for a stored record string whose header cannot be read.
+
+    It never quotes the stored bytes: they may be (part of) a plaintext value.
+    """
+    if len(raw) < HEADER:
+        what = f"is {len(raw)} bytes, shorter than its {HEADER}-byte header"
+    else:
+        what = f"has a header that is not {HEADER} hex digits"
+    return FrameError(f"redis record string {what}", f"{kind}/{id}")
+
+
+def _uncomparable(kind: str, id: str) -> FrameError:
+    """The error of a compare-and-set write that met a record with a corrupt header."""
+    return FrameError(
+        "redis record header is corrupt, so its version cannot be compared; "
+        "an unconditional put or delete replaces the record",
+        f"{kind}/{id}",
+    )
 
 
 class _KindCtx:
@@ -201,7 +260,10 @@ class RedisBackend(Backend):
 
     name: ClassVar[str] = "redis"
     capabilities: ClassVar[Capabilities] = Capabilities(
-        persistent=True, shared=True, max_value_size=MAX_VALUE_SIZE
+        persistent=True,
+        shared=True,
+        max_value_size=MAX_VALUE_SIZE,
+        supports_series_rewrite=True,
     )
 
     def __init__(self, url: str = "redis://localhost:6379/0", **options: Any) -> None:
@@ -429,6 +491,19 @@ class RedisBackend(Backend):
         return self.layout.namespace(ns).channel if self.settings.invalidation else b""
 
     # -- basics --------------------------------------------------------------------------
+    async def purge_residue(self) -> list[str]:
+        """What may still hold old values after a rewrite: Redis' own files and copies.
+
+        Nothing is run on the server: rewriting the AOF or saving a snapshot
+        is an operator's decision (it costs I/O and may be disabled).
+        """
+        return [
+            "Redis: the append-only file keeps old values until it is rewritten: run "
+            "BGREWRITEAOF on every primary and replica (redis-cli BGREWRITEAOF)",
+            "Redis: RDB snapshots keep old values until the next save (BGSAVE); "
+            "backups and replicas' files made before now still hold them",
+        ]
+
     async def ping(self) -> bool:
         """``PING`` the server (every master on a cluster)."""
 
@@ -581,13 +656,13 @@ class RedisBackend(Backend):
         if ctx.registry is None:  # cluster: redis-py routes the key to its master
 
             async def go() -> Record | None:
-                return _parse(await self._c().execute_command("GET", key))
+                return _parse(await self._c().execute_command("GET", key), kind, id)
 
         else:
             packed = (b"*2\r\n$3\r\nGET\r\n" + _bulk(key),)
 
             async def go() -> Record | None:
-                return _parse(await self._send(packed))
+                return _parse(await self._send(packed), kind, id)
 
         return await self._run("get", go, idempotent=True)
 
@@ -603,7 +678,7 @@ class RedisBackend(Backend):
             rows = await self._c().execute_command("MGET", *keys)
             out: dict[str, Record] = {}
             for id, raw in zip(unique, rows, strict=True):
-                rec = _parse(raw)
+                rec = _parse(raw, kind, id)
                 if rec is not None:
                     out[id] = rec
             return out
@@ -672,8 +747,10 @@ class RedisBackend(Backend):
                     )
 
         version = await self._run("put", go, idempotent=expected_version is None)
-        if version < 0:
+        if version <= 0:
             assert expected_version is not None
+            if version == 0:
+                raise _uncomparable(kind, id)
             raise ConflictError(f"{kind}/{id}", expected_version, (-1 - version) or None)
         return version
 
@@ -745,6 +822,8 @@ class RedisBackend(Backend):
         if gone < 0:
             assert expected_version is not None
             raise ConflictError(f"{kind}/{id}", expected_version, (-1 - gone) or None)
+        if gone == 2:
+            raise _uncomparable(kind, id)
         return gone == 1
 
     async def delete_many(self, ns: str, kind: str, ids: Sequence[str]) -> int:
@@ -823,7 +902,8 @@ class RedisBackend(Backend):
                 exhausted, last, items = int(res[0]), res[1], res[2:]
                 if with_values:
                     for i in range(0, len(items), 2):
-                        out.append((_s(items[i]), _parse(items[i + 1])))
+                        id = _s(items[i])
+                        out.append((id, _parse(items[i + 1], kind, id)))
                 else:
                     out.extend((_s(i), None) for i in items)
                 if exhausted or (limit is not None and len(out) >= limit) or not last:
@@ -1013,6 +1093,51 @@ class RedisBackend(Backend):
 
         await self._run("replace_series", go, idempotent=True)
 
+    async def rewrite_series(
+        self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
+    ) -> int:
+        """Replace entry values in place, compare-and-set by value; return how many.
+
+        One ``rewrite_series`` script per chunk of at most 1000 changes and
+        16 MiB of old and new values (a script blocks the server while it
+        runs): a call that fits one chunk is atomic, a longer one is atomic
+        per chunk, and the chunks run in order in one round trip (one per
+        chunk on a cluster; the series' keys share one slot). An entry keeps
+        its score (ts) and its seq; a change whose entry is gone or holds
+        another value is skipped; a seq no entry can have (negative, 64 bits
+        or more) is skipped without asking the server. Chained changes of one
+        entry (``a -> b``, then ``b -> c``) apply in order and each counts.
+
+        Nothing is published, as for ``append`` and ``replace_series``: no
+        cache holds series entries. Never retried: a change that was applied
+        before a lost reply no longer matches its ``old`` value, so a retry
+        would report a wrong count.
+        """
+        sk = self.layout.series(ns, series)
+        keys = [sk.entries, sk.meta]
+        calls: list[_Call] = []
+        argv: list[bytes] = []
+        size = 0
+        for seq, old, new in changes:
+            seq = operator.index(seq)
+            if not 0 <= seq < _NO_SEQ:
+                continue
+            old, new = bytes(old), bytes(new)
+            argv += (seq.to_bytes(8, "big"), old, new)
+            size += len(old) + len(new)
+            if len(argv) >= 3 * _BATCH or size >= _REWRITE_BYTES:
+                calls.append(_script(scripts.REWRITE_SERIES, keys, argv))
+                argv, size = [], 0
+        if argv:
+            calls.append(_script(scripts.REWRITE_SERIES, keys, argv))
+        if not calls:
+            return 0
+
+        async def go() -> int:
+            return sum(int(n) for n in await self._batch(calls, ordered=True))
+
+        return await self._run("rewrite_series", go, idempotent=False)
+
     async def read_series(
         self,
         ns: str,
@@ -1038,6 +1163,11 @@ class RedisBackend(Backend):
             reply = await self._c().execute_command(*args, *tail)
             out = []
             for member, score in _pairs(reply):
+                if len(member) < 8:
+                    raise FrameError(
+                        f"redis series entry is {len(member)} bytes, shorter than its 8-byte seq",
+                        f"series:{series}",
+                    )
                 out.append(
                     SeriesEntry(float(score), int.from_bytes(member[:8], "big"), bytes(member[8:]))
                 )

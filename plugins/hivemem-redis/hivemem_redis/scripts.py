@@ -39,9 +39,11 @@ end
 local function rprefix(idx)
   return string.sub(idx, 1, -2) .. 'r:'
 end
--- the version in a record header (0 for a missing record)
+-- the version in a record header: 0 for a missing record, false for a corrupt
+-- header (shorter than 32 bytes, or not all hex digits)
 local function hver(h)
   if h == '' then return 0 end
+  if #h ~= 32 or not string.find(h, '^%x+$') then return false end
   return tonumber(string.sub(h, 1, 16), 16)
 end
 -- one command over many members, in chunks (unpack has a stack limit)
@@ -108,12 +110,23 @@ end
 # record without a TTL has no expiry entry. A missing record may have stale
 # entries in both (they are removed when met).
 
+# A stored string whose header is corrupt (see ``hver``) has no version to
+# compare: a compare-and-set write refuses it (``put`` returns 0, ``delete`` 2,
+# both raise FrameError in the client); an unconditional write replaces it as
+# if it were absent, so a put or delete repairs it. An empty string reads as
+# absent here (GETRANGE cannot tell them apart); ``delete`` removes it anyway.
+
 # KEYS: rec, idx, exp[, kinds registry (standalone only: another slot on a cluster)]
 # ARGV: id, placeholder + value, ttl_ms|'', expected|'', channel, cid, kind
-# -> the new version, or -1 - current version when ``expected`` does not match
+# -> the new version, -1 - current version when ``expected`` does not match,
+#    0 when ``expected`` is given and the header is corrupt
 _PUT = r"""
 local h = redis.call('GETRANGE', KEYS[1], 0, 31)
 local ver = hver(h)
+if not ver then
+  if ARGV[4] ~= '' then return 0 end
+  ver, h = 0, ''
+end
 if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= ver then return -1 - ver end
 ver = ver + 1
 local now, es, tail = nil, nil, NOEXP
@@ -162,6 +175,8 @@ local ids, new, stale = {}, {}, {}
 for j = 1, n do
   local k, id, v = KEYS[off + j], ARGV[4 + 2 * j], ARGV[5 + 2 * j]
   local h = redis.call('GETRANGE', k, 0, 31)
+  local ver = hver(h)
+  if not ver then ver, h = 0, '' end
   if h == '' then
     new[#new + 1] = id
     stale[#stale + 1] = id
@@ -177,7 +192,7 @@ for j = 1, n do
   else
     redis.call('SET', k, v)
   end
-  redis.call('SETRANGE', k, 0, string.format('%016x', hver(h) + 1) .. tail)
+  redis.call('SETRANGE', k, 0, string.format('%016x', ver + 1) .. tail)
   ids[j] = id
 end
 if es then
@@ -195,15 +210,18 @@ return n
 """
 
 # KEYS: rec, idx, exp  ARGV: id, expected|'', channel, cid, kind
-# -> 1 deleted, 0 absent, -1 - current version when ``expected`` does not match
+# -> 1 deleted, 0 absent, -1 - current version when ``expected`` does not match,
+#    2 when ``expected`` is given and the header is corrupt
 _DELETE = r"""
 local h = redis.call('GETRANGE', KEYS[1], 0, 31)
 local ver = hver(h)
-if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= ver then return -1 - ver end
+if ARGV[2] ~= '' then
+  if not ver then return 2 end
+  if tonumber(ARGV[2]) ~= ver then return -1 - ver end
+end
 redis.call('ZREM', KEYS[2], ARGV[1])
 if h == '' or string.sub(h, 17) ~= NOEXP then redis.call('ZREM', KEYS[3], ARGV[1]) end
-if h == '' then return 0 end
-redis.call('DEL', KEYS[1])
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
 publish(ARGV[3], ARGV[4], ARGV[5], {ARGV[1]})
 return 1
 """
@@ -266,15 +284,18 @@ end
 """
 
 # KEYS: idx, exp  ARGV: lo, max_scan -> {exhausted, last id, count, value bytes}
+# (a record string too short for its header, the empty one included, counts as a
+# record of 0 value bytes: it is stored, and reading it raises FrameError)
 _KIND_STATS = r"""
 local ids = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, tonumber(ARGV[2]))
 local rp = rprefix(KEYS[1])
 local count, bytes = 0, 0
 for _, id in ipairs(ids) do
-  local n = redis.call('STRLEN', rp .. esc(id))
-  if n > 0 then
+  local k = rp .. esc(id)
+  local n = redis.call('STRLEN', k)
+  if n > 0 or redis.call('EXISTS', k) == 1 then
     count = count + 1
-    bytes = bytes + n - 32
+    bytes = bytes + math.max(n - 32, 0)
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('ZREM', KEYS[2], id)
@@ -348,6 +369,30 @@ redis.call('HSET', KEYS[2], 'b', total)
 return n
 """
 
+# KEYS: entries, meta  ARGV: seq1 (8 bytes, big-endian), old1, new1, seq2, ...
+# -> how many entries were replaced. An entry's member is seq .. value, so
+# "entry seq still holds exactly old" is the existence of the member seq .. old:
+# one ZSCORE, whose score (the ts) the new member takes over. The seq prefix
+# keeps the (ts, seq) order, so nothing else moves; appends are never touched.
+_REWRITE_SERIES = r"""
+local n, delta = 0, 0
+for i = 1, #ARGV, 3 do
+  local seq, old, new = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local member = seq .. old
+  local ts = redis.call('ZSCORE', KEYS[1], member)
+  if ts then
+    if new ~= old then
+      redis.call('ZREM', KEYS[1], member)
+      redis.call('ZADD', KEYS[1], ts, seq .. new)
+      delta = delta + string.len(new) - string.len(old)
+    end
+    n = n + 1
+  end
+end
+if delta ~= 0 then redis.call('HINCRBY', KEYS[2], 'b', delta) end
+return n
+"""
+
 # KEYS: entries, meta -> removed entry count
 _DELETE_SERIES = r"""
 local n = redis.call('ZCARD', KEYS[1])
@@ -394,10 +439,11 @@ INCR = _make("incr", _INCR)
 DELETE_COUNTERS = _make("delete_counters", _DELETE_COUNTERS)
 APPEND = _make("append", _APPEND)
 REPLACE_SERIES = _make("replace_series", _REPLACE_SERIES)
+REWRITE_SERIES = _make("rewrite_series", _REWRITE_SERIES)
 DELETE_SERIES = _make("delete_series", _DELETE_SERIES)
 SERIES_STATS = _make("series_stats", _SERIES_STATS)
 
 ALL = (
     PUT, PUT_MANY, DELETE, DELETE_MANY, LIST, KIND_STATS, DROP_KIND, INCR,
-    DELETE_COUNTERS, APPEND, REPLACE_SERIES, DELETE_SERIES, SERIES_STATS,
+    DELETE_COUNTERS, APPEND, REPLACE_SERIES, REWRITE_SERIES, DELETE_SERIES, SERIES_STATS,
 )
