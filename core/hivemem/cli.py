@@ -18,10 +18,11 @@ from typing import Any, TypeVar
 import click
 
 from .compat import render_summary
-from .config import load_config
+from .config import MemoryConfig, load_config
 from .errors import HivememError
-from .memory import Memory, open_memory
+from .memory import RESOURCE_NS, Memory, RewriteReport, open_memory
 from .plugins import get_plugins
+from .redact import scrub, secrets_of
 
 T = TypeVar("T")
 
@@ -148,10 +149,21 @@ def guarded(fn: Callable[..., T]) -> Callable[..., T]:
             if state.debug:
                 raise
             label = "" if isinstance(exc, HivememError) else f"{type(exc).__name__}: "
-            click.echo(f"Error: {label}{exc}", err=True)
+            click.echo(f"Error: {label}{scrub(str(exc), _known_secrets(state))}", err=True)
             sys.exit(1)
 
     return wrapper
+
+
+def _known_secrets(state: State) -> frozenset[str]:
+    """The secrets the selected configuration carries (to scrub them from error lines)."""
+    try:
+        return secrets_of(load_config(state.url, config_file=state.config_file))
+    except Exception:  # the configuration itself is broken: the URL given is all we know
+        try:
+            return secrets_of(MemoryConfig(url=state.url)) if state.url else frozenset()
+        except Exception:
+            return frozenset()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -322,40 +334,117 @@ def show_config() -> None:
 @cli.command(name="rotate-keys")
 @common_options
 @click.option("--kind", "kinds", multiple=True, help="Only these kinds (repeatable).")
+@click.option(
+    "--series", "series", multiple=True, help="Only these series (repeatable; default: all)."
+)
 @click.option("--batch", type=int, default=200, show_default=True)
+@click.option(
+    "--encrypt-plaintext",
+    is_flag=True,
+    help="Also encrypt values written before encryption was on (reads plaintext for this run).",
+)
+@click.option(
+    "--decrypt", is_flag=True, help="Allow rewriting encrypted values without encryption."
+)
 @guarded
-def rotate_keys(kinds: tuple[str, ...], batch: int) -> None:
-    """Re-encode every record not written with today's codecs and primary key.
+def rotate_keys(
+    kinds: tuple[str, ...],
+    series: tuple[str, ...],
+    batch: int,
+    encrypt_plaintext: bool,
+    decrypt: bool,
+) -> None:
+    """Re-encode every record and series entry under today's codecs and primary key.
 
-    Safe to interrupt and run again; concurrent writers always win.
+    Safe to interrupt and run again; concurrent writers always win. Exits 1
+    while anything is left that is not under the primary key and codecs;
+    then prints what else may still hold old values.
     """
+    settings: dict[str, Any] = {"accept_plaintext": True} if encrypt_plaintext else {}
 
-    async def go(m: Memory) -> Any:
-        all_kinds = list(kinds) or await m.kinds()
-        counts = (await m.summary()).kinds
-        total = sum(counts.get(k, {}).get("count", 0) for k in all_kinds)
-        with click.progressbar(length=total, label="rewriting", file=sys.stderr) as bar:
-            seen = [0]
+    async def go(m: Memory) -> dict[str, Any]:
+        summary = await m.summary()
+        picked = list(kinds) or None
+        names = list(series) or None
+        total = sum(
+            s.get("count", 0) for k, s in summary.kinds.items() if not picked or k in picked
+        )
+        if picked is None or names is not None:
+            total += sum(
+                s.get("length", 0) for n, s in summary.series.items() if not names or n in names
+            )
 
-            def progress(scanned: int, rewritten: int) -> None:
-                bar.update(scanned - seen[0])
-                seen[0] = scanned
+        async def one_pass() -> RewriteReport:
+            with click.progressbar(length=total, label="rewriting", file=sys.stderr) as bar:
+                seen = [0]
 
-            report = await m.rewrite(all_kinds, batch_size=batch, progress=progress)
-        return report
+                def progress(scanned: int, rewritten: int) -> None:
+                    bar.update(scanned - seen[0])
+                    seen[0] = scanned
 
-    report = run(go)
-    data = {
-        "scanned": report.scanned,
-        "rewritten": report.rewritten,
-        "skipped": report.skipped,
-        "conflicts": report.conflicts,
-    }
-    emit(
-        data,
-        "scanned {scanned}, rewritten {rewritten}, already current {skipped}, "
-        "changed concurrently {conflicts}".format(**data),
+                return await m.rewrite(
+                    picked, series=names, batch_size=batch, progress=progress, decrypt=decrypt
+                )
+
+        reports = [await one_pass()]
+        while reports[-1].conflicts and len(reports) < 3:  # writers raced: look again
+            reports.append(await one_pass())
+        check = await m.rewrite(picked, series=names, batch_size=batch, check_only=True)
+        remaining = check.rewritten + check.series_rewritten + check.failed
+        data: dict[str, Any] = {
+            key: sum(getattr(r, key) for r in reports)
+            for key in ("rewritten", "conflicts", "series_rewritten")
+        }
+        first = reports[0]
+        data.update(
+            scanned=first.scanned,
+            skipped=first.skipped,
+            series_scanned=first.series_scanned,
+            passes=len(reports),
+            failed=check.failed,
+            failures=list(check.failures),
+            remaining=remaining,
+            done=remaining == 0,
+            next_steps=[],
+        )
+        if remaining == 0:
+            data["next_steps"] = await m.backend.purge_residue()
+            resources = await m.backend.kinds(RESOURCE_NS)
+            if resources:
+                data["next_steps"].append(
+                    f"codec resources ({', '.join(resources)}) are stored unencrypted in the "
+                    f"namespace {RESOURCE_NS!r}; a zstd dictionary trained before encryption was "
+                    "on holds fragments of plaintext: train a new one (`hivemem zstd train`), "
+                    "rewrite with it, and delete the old dictionary"
+                )
+            data["next_steps"].append(
+                "deploy the new key list without the retired key to every process only now"
+            )
+        return data
+
+    data = run(go, **settings)
+    text = (
+        "scanned {scanned}, rewritten {rewritten}, already current {skipped}, changed "
+        "concurrently {conflicts}; series entries scanned {series_scanned}, rewritten "
+        "{series_rewritten}".format(**data)
     )
+    if data["done"]:
+        text += "\ndone: every value is under the primary key and today's codecs"
+        if data["next_steps"]:
+            text += "\nwhat may still hold old values:\n" + "\n".join(
+                f"  - {step}" for step in data["next_steps"]
+            )
+    emit(data, text)
+    if not data["done"]:
+        failures = "".join(f"\n  {f}" for f in data["failures"])
+        click.echo(
+            f"Error: rotation is not done: {data['remaining']} value(s) are still not under the "
+            f"primary key and today's codecs ({data['failed']} unreadable or refused); do not "
+            f"retire the old key yet. Fix what is named below, then run rotate-keys again."
+            f"{failures}",
+            err=True,
+        )
+        sys.exit(1)
 
 
 @cli.command()

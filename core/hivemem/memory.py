@@ -47,14 +47,16 @@ from .errors import (
     BackendUnavailable,
     ConfigError,
     ConflictError,
+    FrameError,
     HivememError,
     InvalidKey,
     ResourceMissing,
     ValueTooLarge,
 )
 from .metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, read_header
 from .plugins import Plugins, get_plugins
+from .redact import plugin_acall, plugin_call, secrets_of
 from .sealing import SealedCache, cache_secrets
 
 T = TypeVar("T")
@@ -142,12 +144,79 @@ class MemorySummary:
 
 @attrs.frozen
 class RewriteReport:
-    """What ``Memory.rewrite()`` did."""
+    """What ``Memory.rewrite()`` did (or, with ``check_only``, would do).
+
+    ``scanned``/``rewritten``/``skipped`` count records; ``series_scanned`` and
+    ``series_rewritten`` count series entries. ``conflicts``: records or
+    entries another writer changed meanwhile (left to the writer; a rerun
+    checks them again). ``failed``: frames that could not be re-encoded (not
+    readable with the configured codecs and keys, or that would lose their
+    encryption); ``failures`` names the first of them.
+    """
 
     scanned: int
     rewritten: int
     skipped: int
     conflicts: int
+    series_scanned: int = 0
+    series_rewritten: int = 0
+    failed: int = 0
+    failures: tuple[str, ...] = ()
+
+    @property
+    def done(self) -> bool:
+        """True when nothing was left behind: no conflicts and no failures."""
+        return self.conflicts == 0 and self.failed == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        data = attrs.asdict(self)
+        data["failures"] = list(self.failures)
+        return data
+
+
+#: how many failure messages a RewriteReport keeps
+_MAX_FAILURES = 20
+
+
+class _Rewriter:
+    """Re-encodes frames for :meth:`Memory.rewrite`, counting what it could not."""
+
+    def __init__(self, memory: Memory, decrypt: bool) -> None:
+        self.memory = memory
+        self.pipeline = memory._core.pipeline
+        self.decrypt = decrypt
+        self.failed = 0
+        self.failures: list[str] = []
+
+    def fail(self, message: str) -> None:
+        self.failed += 1
+        if len(self.failures) < _MAX_FAILURES:
+            self.failures.append(message)
+
+    async def frame(self, frame: bytes, label: str) -> bytes | None:
+        """The frame under today's codecs and primary key; None when current or unreadable."""
+        try:
+            try:
+                new = self.pipeline.reencode(frame, label)
+            except ResourceMissing:
+                await self.memory._decode(frame, label)  # loads the codec resource
+                new = self.pipeline.reencode(frame, label)
+        except FrameError as exc:
+            self.fail(f"{type(exc).__name__}: {exc}")
+            return None
+        if (
+            new is not None
+            and self.pipeline.encryptor is None
+            and not self.decrypt
+            and read_header(frame, label)[0][-1][0] == "encryptor"
+        ):
+            self.fail(
+                f"{label}: is encrypted but no encryptor is configured, so rewriting would "
+                "store it in the clear (configure the encryptor, or pass decrypt=True)"
+            )
+            return None
+        return new
 
 
 class _Epochs:
@@ -199,24 +268,23 @@ class _Core:
         self.config = config
         self.plugins = plugins
         backend_entry = plugins.registry("backend").for_scheme(config.scheme)
-        try:
-            self.backend: Backend = backend_entry.factory(config.url, **config.backend_options)
-        except HivememError:
-            raise
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot configure backend {backend_entry.name!r} for {mask_url(config.url)}: {exc}"
-            ) from None
+        secrets = secrets_of(config)
+        #: name of the plugin providing the backend (errors name it)
+        self.backend_plugin = backend_entry.name
+        self.backend: Backend = plugin_call(
+            "backend",
+            backend_entry.name,
+            secrets,
+            mask_url(config.url),
+            backend_entry.factory,
+            config.url,
+            **config.backend_options,
+        )
         self.caches: list[tuple[str, Cache]] = []
         cache_registry = plugins.registry("cache")
         for url in config.cache:
             entry = cache_registry.for_scheme(url.split("://", 1)[0].lower())
-            try:
-                cache = entry.factory(url)
-            except HivememError:
-                raise
-            except (TypeError, ValueError) as exc:
-                raise ConfigError(f"cannot configure cache {mask_url(url)}: {exc}") from None
+            cache = plugin_call("cache", entry.name, secrets, mask_url(url), entry.factory, url)
             name = entry.name
             while any(name == n for n, _ in self.caches):
                 name += "'"
@@ -328,11 +396,13 @@ class Memory(SeedMethods):
         async with core.open_lock:
             if core.opened:
                 return self
-            await core.backend.open()
+            secrets = secrets_of(core.config)
+            target = mask_url(core.config.url)
+            await plugin_acall("backend", core.backend_plugin, secrets, target, core.backend.open)
             opened: list[Cache] = []
             try:
-                for _, cache in core.caches:
-                    await cache.open()
+                for url, (name, cache) in zip(core.config.cache, core.caches, strict=True):
+                    await plugin_acall("cache", name, secrets, mask_url(url), cache.open)
                     opened.append(cache)
                 for stage, name, rkind, rid in core.pipeline.resources_needed():
                     await self._load_resource(stage, name, rkind, rid)
@@ -1161,22 +1231,41 @@ class Memory(SeedMethods):
         self,
         kinds: Iterable[str] | None = None,
         *,
+        series: Iterable[str] | None = None,
         batch_size: int = 200,
         progress: Callable[[int, int], None] | None = None,
+        check_only: bool = False,
+        decrypt: bool = False,
     ) -> RewriteReport:
-        """Re-encode every record whose frame was not written with today's codecs/keys.
+        """Re-encode every record and series entry not written with today's codecs/keys.
 
         Used for key rotation (``hivemem rotate-keys``) and for turning on
         compression for old data. Each record is rewritten with compare-and-set
-        on the version it was read at and keeps its remaining TTL, so a
-        concurrent writer always wins and nothing is lost; an interrupted run
-        can simply be started again. ``progress(scanned, rewritten)`` is called
-        after every batch.
+        on the version it was read at and keeps its remaining TTL; each series
+        entry with the backend's compare-and-set by value
+        (:meth:`~hivemem.backend.Backend.rewrite_series`), keeping its time and
+        order. A concurrent writer always wins and nothing is lost; an
+        interrupted run can simply be started again.
+
+        ``kinds``/``series`` choose what to scan: by default every kind and
+        every series; with ``kinds`` given and ``series`` not, no series.
+        ``check_only`` writes nothing and counts what would be rewritten.
+        A frame that is encrypted is never rewritten without encryption unless
+        ``decrypt`` says so. ``progress(scanned, rewritten)`` is called after
+        every batch.
         """
         backend = await self._ready()
-        pipeline = self._core.pipeline
+        work = _Rewriter(self, decrypt)
         scanned = rewritten = skipped = conflicts = 0
-        for kind in list(kinds) if kinds is not None else await backend.kinds(self.namespace):
+        if kinds is None:
+            kind_list = await backend.kinds(self.namespace)
+            series_list = (
+                await backend.series_names(self.namespace) if series is None else list(series)
+            )
+        else:
+            kind_list = list(kinds)
+            series_list = [] if series is None else list(series)
+        for kind in kind_list:
             cursor: str | None = None
             while True:
                 rows = await backend.list_records(
@@ -1184,17 +1273,15 @@ class Memory(SeedMethods):
                 )
                 for id, rec in rows:
                     scanned += 1
-                    label = f"{kind}/{id}"
-                    try:
-                        new = pipeline.reencode(rec.value, label)
-                    except ResourceMissing:
-                        await self._decode(rec.value, label)  # loads the codec resource
-                        new = pipeline.reencode(rec.value, label)
+                    new = await work.frame(rec.value, f"{kind}/{id}")
                     ttl = None
                     if rec.expires_at is not None:
                         ttl = rec.expires_at - time.time()
                     if new is None or (ttl is not None and ttl <= 0):
                         skipped += 1
+                        continue
+                    if check_only:
+                        rewritten += 1
                         continue
                     try:
                         await self._invalidating(
@@ -1216,7 +1303,52 @@ class Memory(SeedMethods):
                 if len(rows) < batch_size:
                     break
                 cursor = rows[-1][0]
-        return RewriteReport(scanned, rewritten, skipped, conflicts)
+        series_scanned = series_rewritten = 0
+        for name in series_list:
+            async for entries in self._series_pages(backend, name, batch_size):
+                changes = []
+                for entry in entries:
+                    series_scanned += 1
+                    new = await work.frame(entry.value, f"series:{name}#{entry.seq}")
+                    if new is not None:
+                        changes.append((entry.seq, entry.value, new))
+                if changes and check_only:
+                    series_rewritten += len(changes)
+                elif changes:
+                    done = await backend.rewrite_series(self.namespace, name, changes)
+                    series_rewritten += done
+                    conflicts += len(changes) - done
+                if progress is not None:
+                    progress(scanned + series_scanned, rewritten + series_rewritten)
+        return RewriteReport(
+            scanned,
+            rewritten,
+            skipped,
+            conflicts,
+            series_scanned,
+            series_rewritten,
+            work.failed,
+            tuple(work.failures),
+        )
+
+    async def _series_pages(self, backend: Backend, series: str, size: int) -> Any:
+        """Async iterator over a whole series in ``(ts, seq)`` order, ``size`` entries a page."""
+        start: float | None = None
+        last: tuple[float, int] | None = None
+        limit = size
+        while True:
+            page = await backend.read_series(self.namespace, series, start=start, limit=limit)
+            fresh = [e for e in page if last is None or (e.ts, e.seq) > last]
+            if fresh:
+                yield fresh
+            if len(page) < limit:
+                return
+            if not fresh:  # a full page of entries sharing one timestamp: read further
+                limit *= 2
+                continue
+            limit = size
+            last = (fresh[-1].ts, fresh[-1].seq)
+            start = fresh[-1].ts
 
 
 def open_memory(
