@@ -249,3 +249,23 @@ def test_memory_refuses_to_write_and_read_past_the_budget(tmp_path: Any) -> None
             assert "doc/big" in str(refused.value)
 
     asyncio.run(main())
+
+
+def test_oversize_write_is_refused_before_the_frame_is_built() -> None:
+    """A value past json's max_size costs one JSON text, not text + bytes + frame."""
+    import tracemalloc
+
+    from hivemem.errors import SerializationError
+    from hivemem.pipeline import Pipeline
+
+    value = "x" * (96 * 1024 * 1024)
+    pipeline = Pipeline()
+    tracemalloc.start()
+    try:
+        with pytest.raises(SerializationError, match="max_size") as info:
+            pipeline.encode(value, "doc/big")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "doc/big" in str(info.value)
+    assert peak < 1.5 * len(value), f"{peak / 2**20:.0f} MiB traced for a 96 MiB value"

@@ -218,7 +218,14 @@ class JsonSerializer:
     def dumps(self, obj: Any) -> bytes:
         """Encode ``obj`` as UTF-8 JSON; SerializationError past ``max_size``/``max_containers``."""
         try:
-            data = self._encoder.encode(_encode(obj)).encode("utf-8", "strict")
+            text = self._encoder.encode(_encode(obj))
+            if len(text) > self.max_size:  # UTF-8 is never shorter: refuse before copying
+                raise SerializationError(
+                    f"json value is at least {len(text)} bytes; the json option max_size is "
+                    f"{self.max_size}; readers would refuse it"
+                )
+            data = text.encode("utf-8", "strict")
+            del text
         except UnicodeEncodeError:
             raise SerializationError(
                 "json serializer cannot store a string with a lone surrogate"
