@@ -5,10 +5,12 @@ Usage::
     .venv/bin/python benchmarks/run.py            # full run (10k, 100k and 1M records)
     .venv/bin/python benchmarks/run.py --quick    # small sizes, under a minute
     .venv/bin/python benchmarks/run.py --only core.scaling --sizes 10000,1000000
+    .venv/bin/python benchmarks/run.py --only security  # allow-list check and cache MACs
 
 Every ``benchmarks/bench_*.py`` module with a ``main(args)`` function is a
-benchmark; ``bench_core`` runs first, the others in name order. A module is
-skipped with one line saying why when:
+benchmark (``bench_core``, ``bench_memcached``, ``bench_redis``,
+``bench_security``, ...); ``bench_core`` runs first, the others in name
+order. A module is skipped with one line saying why when:
 
 * importing it fails with ``ImportError`` (its plugin or client library is
   not installed),

@@ -711,6 +711,7 @@ class Memory(SeedMethods):
             if frame is None and core.remote:
                 frame, leased = await self._lease_or_wait(key)
         ttl_left: float | None = None
+        value: Any = _MISSING
         try:
             if frame is None:
                 rec = await backend.get(self.namespace, kind, id)
@@ -720,6 +721,8 @@ class Memory(SeedMethods):
                 frame = rec.value
                 if rec.expires_at is not None:
                     ttl_left = max(0.001, rec.expires_at - time.time())
+                # decode first: a frame this reader refuses is never put in a shared tier
+                value = await self._decode(frame, label)
                 if use_cache and core.remote and core.epochs.same(key, gen):
                     for _, cache in core.remote:
                         try:  # a cache refuses (and counts) values past its item limit
@@ -732,7 +735,8 @@ class Memory(SeedMethods):
                     await leased.release(key)  # type: ignore[attr-defined]
                 except Exception:
                     pass
-        value = await self._decode(frame, label)
+        if value is _MISSING:  # came from a remote tier
+            value = await self._decode(frame, label)
         if use_cache and core.local and core.epochs.same(key, gen):
             snap = _snapshot(value)
             if snap is not None:
