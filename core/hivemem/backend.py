@@ -38,7 +38,7 @@ Rules every implementation follows (the conformance kit in
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
@@ -310,16 +310,16 @@ class Backend(abc.ABC):
         ]
 
     # -- optional: cross-process invalidation ---------------------------------
-    # A backend shared by several processes may implement
-    #
-    #     async def subscribe(self, ns: str,
-    #                         callback: Callable[[str, str | None], None]
-    #                         ) -> Callable[[], Awaitable[None]]
-    #
-    # It calls ``callback(kind, id)`` (``id=None``: the whole kind or
-    # namespace changed) when *another* client wrote or deleted in ``ns``,
-    # and returns an async function that unsubscribes. The Memory uses it to
-    # drop stale entries from its in-process cache.
+    async def subscribe(
+        self, ns: str, callback: Callable[[str, str | None], None]
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Call ``callback(kind, id)`` when *another* client writes or deletes in ``ns``.
+
+        ``id=None`` means the whole kind or namespace changed. Returns an async
+        function that unsubscribes. The Memory uses it to drop stale entries
+        from its in-process cache. Default: None (the backend cannot tell).
+        """
+        return None
 
     # -- counters ------------------------------------------------------------
     @abc.abstractmethod

@@ -73,17 +73,70 @@ class Cache(abc.ABC):
     async def clear(self) -> None:
         """Forget everything this cache holds for this client."""
 
-    # Optional, for cross-process stampede protection (remote caches):
-    #
-    #     async def lease(self, key: str, ttl: float) -> bool
-    #         True when this client won a short lease to refill ``key``
-    #         (Memcached ``add``); others wait briefly for the value instead
-    #         of all reading the backend.
-    #     async def release(self, key: str) -> None
+    # -- optional: cross-process stampede protection (remote caches) ------------------
+    #: True when :meth:`lease` really arbitrates between processes
+    supports_lease: ClassVar[bool] = False
+
+    async def lease(self, key: str, ttl: float) -> bool:
+        """Try to win a short lease (``ttl`` seconds) to refill ``key`` from the backend.
+
+        True: this client refills (and calls :meth:`release` after); False:
+        another process holds it, so wait briefly for its value instead of
+        reading the backend too (Memcached ``add``). Default: always True
+        (no arbitration); a cache that implements it sets ``supports_lease``.
+        """
+        return True
+
+    async def release(self, key: str) -> None:  # noqa: B027 - optional hook
+        """Give up a lease won with :meth:`lease`. Default: nothing to do."""
 
     @abc.abstractmethod
     def stats(self) -> dict[str, Any]:
         """Counters: at least ``hits``, ``misses``, ``sets``, ``evictions``, ``errors``."""
 
 
-__all__ = ["Cache"]
+class InProcessCache(Cache):
+    """A cache whose values never leave the process: it holds decoded snapshots.
+
+    The :class:`~hivemem.memory.Memory` reads and writes it synchronously on
+    the hot path (``get_now``/``set_now``/``delete_now``/``clear_now``), so
+    these must never block; the async methods of :class:`Cache` default to
+    them.
+    """
+
+    in_process: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def get_now(self, key: str) -> bytes | None:
+        """The cached bytes or None, without blocking."""
+
+    @abc.abstractmethod
+    def set_now(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` without blocking (``ttl`` seconds; None: the cache's default)."""
+
+    @abc.abstractmethod
+    def delete_now(self, key: str) -> None:
+        """Forget ``key`` without blocking."""
+
+    @abc.abstractmethod
+    def clear_now(self) -> None:
+        """Forget everything without blocking."""
+
+    async def get(self, key: str) -> bytes | None:
+        """See :meth:`Cache.get` (:meth:`get_now`)."""
+        return self.get_now(key)
+
+    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
+        """See :meth:`Cache.set` (:meth:`set_now`)."""
+        self.set_now(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        """See :meth:`Cache.delete` (:meth:`delete_now`)."""
+        self.delete_now(key)
+
+    async def clear(self) -> None:
+        """See :meth:`Cache.clear` (:meth:`clear_now`)."""
+        self.clear_now()
+
+
+__all__ = ["Cache", "InProcessCache"]

@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import attrs
 
 from .backend import Backend, NamespaceStats, SeriesEntry
-from .cache import Cache
+from .cache import Cache, InProcessCache
 from .compat import SeedMethods
 from .config import MemoryConfig, load_config, mask_url
 from .errors import (
@@ -299,8 +299,18 @@ class _Core:
             accept_plaintext=config.accept_plaintext,
         )
         self.caches = self._seal_remote(self.caches)
-        self.local = [(n, c) for n, c in self.caches if c.in_process]
-        self.remote = [(n, c) for n, c in self.caches if not c.in_process]
+        self.local: list[tuple[str, InProcessCache]] = []
+        self.remote: list[tuple[str, Cache]] = []
+        for name, cache in self.caches:
+            if isinstance(cache, InProcessCache):
+                self.local.append((name, cache))
+            elif cache.in_process:
+                raise ConfigError(
+                    f"cache {name!r} says in_process but does not subclass "
+                    "hivemem.cache.InProcessCache (get_now/set_now/delete_now/clear_now)"
+                )
+            else:
+                self.remote.append((name, cache))
         self.metrics = Metrics()
         self.opened = False
         self.closed = False
@@ -331,13 +341,13 @@ class _Core:
         self.epochs.bump(key)
         self.inflight.pop(key, None)
         for _, cache in self.local:
-            cache.delete_now(key)  # type: ignore[attr-defined]
+            cache.delete_now(key)
 
     def invalidate_all_local(self) -> None:
         self.epochs.bump_all()
         self.inflight.clear()
         for _, cache in self.local:
-            cache.clear_now()  # type: ignore[attr-defined]
+            cache.clear_now()
 
 
 class Memory(SeedMethods):
@@ -406,9 +416,12 @@ class Memory(SeedMethods):
                     opened.append(cache)
                 for stage, name, rkind, rid in core.pipeline.resources_needed():
                     await self._load_resource(stage, name, rkind, rid)
-                subscribe = getattr(core.backend, "subscribe", None)
-                if subscribe is not None and core.local:
-                    core.unsubscribe.append(await subscribe(self.namespace, self._on_remote_write))
+                if core.local:
+                    unsubscribe = await core.backend.subscribe(
+                        self.namespace, self._on_remote_write
+                    )
+                    if unsubscribe is not None:
+                        core.unsubscribe.append(unsubscribe)
             except BaseException:
                 for cache in opened:
                     await cache.close()
@@ -564,7 +577,7 @@ class Memory(SeedMethods):
                             min(ttl, core.config.cache_ttl or ttl) if ttl else core.config.cache_ttl
                         )
                         for _, c in core.local:
-                            c.set_now(key, snap, cache_ttl)  # type: ignore[attr-defined]
+                            c.set_now(key, snap, cache_ttl)
             finally:
                 core.epochs.end(key)
                 left = core.writing[key] - 1
@@ -627,7 +640,7 @@ class Memory(SeedMethods):
         key = _cache_key(self.namespace, kind, id)
         if use_cache and core.local:
             for name, cache in core.local:
-                snap = cache.get_now(key)  # type: ignore[attr-defined]
+                snap = cache.get_now(key)
                 if snap is not None:
                     core.metrics.hit(name)
                     self._done("get", started)
@@ -732,7 +745,7 @@ class Memory(SeedMethods):
         finally:
             if leased is not None:
                 try:
-                    await leased.release(key)  # type: ignore[attr-defined]
+                    await leased.release(key)
                 except Exception:
                     pass
         if value is _MISSING:  # came from a remote tier
@@ -743,7 +756,7 @@ class Memory(SeedMethods):
                 # a value that came from a remote cache keeps only the remote TTL bound
                 ttl = self._ttl(ttl_left, cache_ttl)
                 for _, c in core.local:
-                    c.set_now(key, snap, ttl)  # type: ignore[attr-defined]
+                    c.set_now(key, snap, ttl)
         return value
 
     def _ttl(self, record_ttl: float | None, cache_ttl: float | None) -> float | None:
@@ -755,9 +768,9 @@ class Memory(SeedMethods):
     async def _lease_or_wait(self, key: str) -> tuple[bytes | None, Cache | None]:
         """Cross-process stampede guard: one client refills, the others wait briefly."""
         for _, cache in self._core.remote:
-            lease = getattr(cache, "lease", None)
-            if lease is None:
+            if not cache.supports_lease:
                 continue
+            lease = cache.lease
             try:
                 if await lease(key, 2.0):
                     return None, cache
@@ -878,7 +891,7 @@ class Memory(SeedMethods):
                 for name, cache in core.local:
                     still = []
                     for id in missing:
-                        snap = cache.get_now(keys[id])  # type: ignore[attr-defined]
+                        snap = cache.get_now(keys[id])
                         if snap is None:
                             core.metrics.miss(name)
                             still.append(id)
@@ -954,7 +967,7 @@ class Memory(SeedMethods):
             snap = _snapshot(value)
             if snap is not None:
                 for _, c in core.local:
-                    c.set_now(key, snap, self._ttl(ttl_left, None))  # type: ignore[attr-defined]
+                    c.set_now(key, snap, self._ttl(ttl_left, None))
                 return _restore(snap)
         return value
 

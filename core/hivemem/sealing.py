@@ -87,6 +87,7 @@ class SealedCache(Cache):
     def __init__(self, inner: Cache, secrets: Sequence[bytes] | None) -> None:
         self.inner = inner
         self.name = inner.name  # type: ignore[misc]
+        self.supports_lease = inner.supports_lease  # type: ignore[misc]
         self.sealed = secrets is not None
         if secrets is not None and not secrets:
             raise ConfigError("sealed cache needs at least one secret")
@@ -185,15 +186,12 @@ class SealedCache(Cache):
         await self.inner.clear()
 
     async def lease(self, key: str, ttl: float) -> bool:
-        """The wrapped cache's refill lease (True, "refill yourself", when it has none)."""
-        lease = getattr(self.inner, "lease", None)
-        return True if lease is None else bool(await lease(self._key(key), ttl))
+        """The wrapped cache's refill lease for ``key``."""
+        return await self.inner.lease(self._key(key), ttl)
 
     async def release(self, key: str) -> None:
         """Release a refill lease taken with :meth:`lease`."""
-        release = getattr(self.inner, "release", None)
-        if release is not None:
-            await release(self._key(key))
+        await self.inner.release(self._key(key))
 
     def stats(self) -> dict[str, Any]:
         """The wrapped cache's counters plus ``forged`` (entries that failed verification)."""

@@ -14,7 +14,7 @@ from collections import OrderedDict
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
-from ..cache import Cache
+from ..cache import InProcessCache
 from ..errors import ConfigError
 
 
@@ -29,7 +29,7 @@ def _int_option(options: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-class LocalCache(Cache):
+class LocalCache(InProcessCache):
     """LRU + TTL, bounded by entries and bytes; all operations O(1)."""
 
     name: ClassVar[str] = "local"
@@ -110,22 +110,6 @@ class LocalCache(Cache):
         """Synchronous clear (the seed's ``clear_cache()`` is sync)."""
         self._data.clear()
         self._bytes = 0
-
-    async def get(self, key: str) -> bytes | None:
-        """See :meth:`Cache.get`."""
-        return self.get_now(key)
-
-    async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
-        """See :meth:`Cache.set`."""
-        self.set_now(key, value, ttl)
-
-    async def delete(self, key: str) -> None:
-        """See :meth:`Cache.delete`."""
-        self._drop(key)
-
-    async def clear(self) -> None:
-        """See :meth:`Cache.clear`."""
-        self.clear_now()
 
     async def close(self) -> None:
         """Drop everything."""
