@@ -106,3 +106,55 @@ def test_claiming_in_process_without_the_base_class_is_a_config_error() -> None:
     plugins = make_plugins(plugins={"caps": _Plugin()})
     with pytest.raises(hivemem.ConfigError, match="InProcessCache"):
         hivemem.open_memory("memory://", plugins=plugins, cache="claims://")
+
+
+class _LegacyRot13:
+    """A compressor written against the old duck-typed contract (no base class)."""
+
+    name = "legacyrot"
+
+    def __init__(self) -> None:
+        self.resources: dict[str, bytes] = {}
+
+    def encode(self, data: bytes) -> bytes | None:
+        return bytes((b + 13) % 256 for b in data)
+
+    def decode(self, data: bytes) -> bytes:
+        return bytes((b - 13) % 256 for b in data)
+
+    def add_resource(self, kind: str, id: str, data: bytes) -> None:
+        self.resources[f"{kind}/{id}"] = data
+
+
+class _LegacyPlugin:
+    @hookimpl
+    def hivemem_register_compressors(self, register: Any) -> None:
+        register("legacyrot", _LegacyRot13)
+
+
+def test_a_codec_without_the_base_classes_is_adapted_once() -> None:
+    from hivemem.codecs import Compressor
+    from hivemem.errors import Unsupported
+    from hivemem.pipeline import Pipeline
+
+    plugins = make_plugins(plugins={"l": _LegacyPlugin()})
+    pipeline = Pipeline(compressor="legacyrot", plugins=plugins)
+    codec = pipeline.compressor
+    assert isinstance(codec, Compressor) and codec.name == "legacyrot"
+    assert codec.resources_needed() == []  # the default the old codec lacked
+    codec.add_resource("dict", "1", b"x")  # forwarded to the old codec's own method
+    assert codec.resources == {"dict/1": b"x"}
+    assert pipeline.decode(pipeline.encode({"a": [1, 2]})) == {"a": [1, 2]}
+    assert pipeline.codec("compressor", "legacyrot") is codec  # built and wrapped once
+    with pytest.raises(Unsupported):
+        Compressor.add_resource(codec, "dict", "1", b"x")
+
+
+def test_plugin_module_exports_what_plugins_need() -> None:
+    import hivemem.plugin as plugin
+
+    for name in plugin.__all__:
+        assert getattr(plugin, name) is not None, name
+    from hivemem.cli import guarded
+
+    assert plugin.guarded is guarded

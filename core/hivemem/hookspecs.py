@@ -7,10 +7,11 @@ of its distribution's ``pyproject.toml``::
     mystore = "hivemem_mystore"
 
 It implements one or more of the five hooks below with
-``@hivemem.hookimpl``. All five use the same style: the hook receives a
-``register`` callback and calls it once per thing it provides::
+``@hookimpl`` (``from hivemem.plugin import hookimpl``; :mod:`hivemem.plugin`
+re-exports everything a plugin needs). All five use the same style: the hook
+receives a ``register`` callback and calls it once per thing it provides::
 
-    register(name, factory, *, schemes=(), description="", package=None)
+    register(name, factory, *, schemes=(), description="")
 
 * ``name`` -- the unique name users select it by (``"zstd"``, ``"redis"``).
 * ``factory`` -- a callable that builds an instance (signature per hook below).

@@ -41,6 +41,7 @@ import attrs
 
 from .backend import Backend, NamespaceStats, SeriesEntry
 from .cache import Cache, InProcessCache
+from .codecs import RESOURCE_NS as _RESOURCE_NS
 from .compat import SeedMethods
 from .config import MemoryConfig, load_config, mask_url
 from .errors import (
@@ -69,7 +70,7 @@ MAX_ID = 4096
 _MISSING = object()
 
 #: the namespace holding codec resources (zstd dictionaries, ...); not for user data
-RESOURCE_NS = "__hivemem__"
+RESOURCE_NS = _RESOURCE_NS
 
 
 def _check_name(

@@ -36,8 +36,9 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from .codecs import ByteCodec, Compressor, Encryptor, Serializer, adapt
 from .errors import (
     CodecNotInstalled,
     ConfigError,
@@ -58,28 +59,6 @@ _TAGS = {"serializer": b"s", "compressor": b"c", "encryptor": b"e"}
 _KIND_OF_TAG = {ord("s"): "serializer", ord("c"): "compressor", ord("e"): "encryptor"}
 _STAGE_ORDER = {"serializer": 0, "compressor": 1, "encryptor": 2}
 _TRAILER = struct.Struct(">II")
-
-
-@runtime_checkable
-class Serializer(Protocol):
-    """object <-> bytes."""
-
-    name: str
-
-    def dumps(self, obj: Any) -> bytes: ...
-
-    def loads(self, data: bytes) -> Any: ...
-
-
-@runtime_checkable
-class ByteCodec(Protocol):
-    """bytes <-> bytes (compressors and encryptors)."""
-
-    name: str
-
-    def encode(self, data: bytes) -> bytes | None: ...
-
-    def decode(self, data: bytes) -> bytes: ...
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -174,12 +153,12 @@ class Pipeline:
         self.encryptor_name = names["encryptor"]
         # Build the write-side codecs now: a bad name fails at configuration time.
         self.serializer: Serializer = self._codec("serializer", self.serializer_name)
-        self.compressor: ByteCodec | None = (
+        self.compressor: Compressor | None = (
             None
             if self.compressor_name == "none"
             else self._codec("compressor", self.compressor_name)
         )
-        self.encryptor: ByteCodec | None = (
+        self.encryptor: Encryptor | None = (
             None if self.encryptor_name == "none" else self._codec("encryptor", self.encryptor_name)
         )
         self._headers: dict[bool, bytes] = {}
@@ -234,8 +213,8 @@ class Pipeline:
         options = self._options.get(name, {})
         # a codec's error may quote its options (keys): scrubbed, and never chained
         secrets = [str(v) for v in options.values() if isinstance(v, str | bytes)]
-        inst = plugin_call(
-            kind, name, secrets, "the value pipeline", entry.factory, **options
+        inst = adapt(
+            kind, plugin_call(kind, name, secrets, "the value pipeline", entry.factory, **options)
         )
         self._instances[cache_key] = inst
         return inst
@@ -352,16 +331,12 @@ class Pipeline:
         """``(stage, codec, resource_kind, resource_id)`` the write-side codecs need loaded."""
         out = []
         for kind, codec in (("compressor", self.compressor), ("encryptor", self.encryptor)):
-            wants = getattr(codec, "resources_needed", None)
-            if wants is not None:
-                out += [(kind, codec.name, rk, rid) for rk, rid in wants()]  # type: ignore[union-attr]
+            if codec is not None:
+                out += [(kind, codec.name, rk, rid) for rk, rid in codec.resources_needed()]
         return out
 
     def _stale_key(self, frame: bytes, pos: int) -> bool:
-        if self.encryptor is None:
-            return False
-        check = getattr(self.encryptor, "needs_reencrypt", None)
-        return bool(check(frame[pos:])) if check is not None else False
+        return self.encryptor is not None and self.encryptor.needs_reencrypt(frame[pos:])
 
     def reencode(self, frame: bytes, key: str | None = None) -> bytes | None:
         """A frame of the same value under today's codecs and primary key; None when current.

@@ -34,6 +34,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .cache import Cache
+from .codecs import Encryptor
 from .errors import ConfigError
 
 #: first byte of a sealed entry (the format version)
@@ -49,9 +50,7 @@ def _subkey(secret: bytes, purpose: bytes) -> bytes:
     return hmac.new(secret, purpose, hashlib.sha256).digest()
 
 
-def cache_secrets(
-    cache_secret: str | None, encryptor: Any | None
-) -> list[bytes] | None:
+def cache_secrets(cache_secret: str | None, encryptor: Encryptor | None) -> list[bytes] | None:
     """The secrets remote cache entries are sealed with (first signs), or None when none is set.
 
     ``cache_secret`` wins; otherwise an encryptor offering ``derive_keys(purpose)``
@@ -66,11 +65,10 @@ def cache_secrets(
                     "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
                 )
         return [p.encode("utf-8") for p in parts]
-    derive = getattr(encryptor, "derive_keys", None)
-    if derive is not None:
-        keys = list(derive(b"hivemem remote cache"))
+    if encryptor is not None:
+        keys = encryptor.derive_keys(b"hivemem remote cache")
         if keys:
-            return keys
+            return list(keys)
     return None
 
 

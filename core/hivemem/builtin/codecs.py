@@ -35,6 +35,7 @@ import uuid
 import zlib
 from typing import Any
 
+from ..codecs import Compressor, Encryptor, Serializer
 from ..errors import DecodeLimitExceeded, SerializationError
 
 TAG = "__hm__"
@@ -156,7 +157,7 @@ def _positive_int(option: str, value: int | str) -> int:
     return number
 
 
-class JsonSerializer:
+class JsonSerializer(Serializer):
     """Safe JSON serializer with tagged extensions (see module docstring).
 
     Options (ints or strings, as they arrive from ``"json?max_containers=5000"``):
@@ -250,7 +251,7 @@ class JsonSerializer:
         return value
 
 
-class PickleSerializer:
+class PickleSerializer(Serializer):
     """UNSAFE for stores others can write: unpickling runs code chosen by the data."""
 
     name = "pickle"
@@ -270,7 +271,7 @@ class PickleSerializer:
         return pickle.loads(data)
 
 
-class Identity:
+class Identity(Compressor, Encryptor):
     """The ``none`` compressor/encryptor: bytes pass through unchanged."""
 
     name = "none"
@@ -284,7 +285,7 @@ class Identity:
         return data
 
 
-class ZlibCompressor:
+class ZlibCompressor(Compressor):
     """Standard-library deflate; bounded decompression."""
 
     name = "zlib"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from hivemem.errors import ConfigError, DecryptionError
+from hivemem.plugin import ConfigError, DecryptionError, Encryptor
 
 ENV_KEYS = "HIVEMEM_FERNET_KEYS"
 ENV_KEY_FILE = "HIVEMEM_FERNET_KEY_FILE"
@@ -128,7 +128,7 @@ def _build(key: str | bytes, position: int, source: str) -> Fernet:
         ) from None
 
 
-class FernetEncryptor:
+class FernetEncryptor(Encryptor):
     """Fernet encryptor for the hivemem pipeline; several keys for rotation.
 
     Options: ``keys`` (comma-separated string or list; first is the primary,

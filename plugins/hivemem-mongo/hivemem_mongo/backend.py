@@ -40,23 +40,21 @@ from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 from bson import ObjectId
-from hivemem.backend import (
+from hivemem.plugin import (
     Backend,
+    BackendUnavailable,
     Capabilities,
+    ConfigError,
+    ConflictError,
+    FrameError,
+    HivememError,
     KindStats,
     NamespaceStats,
     Record,
     SeriesEntry,
     SeriesStats,
-    prefix_upper,
-)
-from hivemem.errors import (
-    BackendUnavailable,
-    ConfigError,
-    ConflictError,
-    FrameError,
-    HivememError,
     ValueTooLarge,
+    prefix_upper,
 )
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import (

@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import click
-from hivemem.cli import common_options, emit, guarded, run
-from hivemem.errors import FrameError, HivememError, ResourceMissing
-from hivemem.memory import RESOURCE_NS, Memory
-from hivemem.pipeline import read_header
+from hivemem import Memory
+from hivemem.plugin import (
+    RESOURCE_NS,
+    FrameError,
+    HivememError,
+    ResourceMissing,
+    common_options,
+    emit,
+    guarded,
+    read_header,
+    run,
+)
 
 from .codec import DEFAULT_LEVEL, RESOURCE_KIND, ZstdCodec
 from .dictionaries import dictionary_id, train_dictionary

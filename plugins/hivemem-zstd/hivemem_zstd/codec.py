@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import zstandard
-from hivemem.errors import ResourceMissing
+from hivemem.plugin import Compressor, ResourceMissing
 
 from . import dictionaries as _dicts
 from .options import parse_int, parse_size
@@ -57,7 +57,7 @@ def _window_limit(max_output_size: int) -> int:
     return limit
 
 
-class ZstdCodec:
+class ZstdCodec(Compressor):
     """Zstandard compressor for the hivemem pipeline.
 
     Options (ints or strings, as they arrive from ``"zstd?level=9&min_size=64"``):
