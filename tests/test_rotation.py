@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import hivemem
-import pytest
 from hivemem.pipeline import read_header
+from hivemem.testing import require_module
 from hivemem.testing.servers import RedisServer
 
-fernet = pytest.importorskip("hivemem_fernet")
+fernet = require_module("hivemem_fernet")  # skips the module without it, fails under CI
 
 NS = "rot"
 RECORDS = 2500

@@ -12,7 +12,10 @@ A plugin's test module is mostly one class that points a suite at its factory::
 
 The fixtures (``hivemem_runner``, ``redis_server``, ``memcached_server``, ...)
 come from the pytest plugin :mod:`hivemem.testing.plugin`, loaded
-automatically through the ``pytest11`` entry point. The suites import
+automatically through the ``pytest11`` entry point. A test that cannot run
+here (a missing server, plugin or suite fixture) skips with the reason, and
+fails when the ``CI`` environment variable is ``true``: see
+:func:`skip_or_fail` and :func:`require_module`. The suites import
 hypothesis, so they are loaded lazily: ``import hivemem.testing`` stays cheap.
 """
 
@@ -32,8 +35,17 @@ if TYPE_CHECKING:
         PipelineCombinationSuite,
         pipeline_combinations,
     )
-    from .helpers import TRICKY_STRINGS, build_frame, eventually, require_capability
-    from .plugin import in_ci, missing_binary, start_server
+    from .helpers import (
+        TRICKY_STRINGS,
+        build_frame,
+        eventually,
+        in_ci,
+        missing_fixture,
+        require_capability,
+        require_module,
+        skip_or_fail,
+    )
+    from .plugin import missing_binary, start_server
     from .servers import (
         MemcachedServer,
         RedisCluster,
@@ -62,7 +74,10 @@ _EXPORTS: dict[str, str] = {
     "build_frame": "helpers",
     "eventually": "helpers",
     "require_capability": "helpers",
-    "in_ci": "plugin",
+    "require_module": "helpers",
+    "skip_or_fail": "helpers",
+    "missing_fixture": "helpers",
+    "in_ci": "helpers",
     "missing_binary": "plugin",
     "start_server": "plugin",
     "MemcachedServer": "servers",
@@ -99,11 +114,14 @@ __all__ = [
     "free_port",
     "in_ci",
     "missing_binary",
+    "missing_fixture",
     "open_backend",
     "open_cache",
     "pipeline_combinations",
     "require_capability",
+    "require_module",
     "run_backend_state_machine",
+    "skip_or_fail",
     "start_server",
 ]
 

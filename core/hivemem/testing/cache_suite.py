@@ -27,7 +27,7 @@ import pytest
 
 from hivemem.cache import Cache
 
-from .helpers import TRICKY_STRINGS, eventually
+from .helpers import TRICKY_STRINGS, eventually, missing_fixture
 
 __all__ = ["NOT_FOR_REMOTE_CACHES", "CacheSuite", "open_cache"]
 
@@ -71,7 +71,7 @@ class CacheSuite:
     @pytest.fixture
     def cache_url(self) -> str:
         """The URL of the cache under test. Subclasses must provide it."""
-        pytest.skip(f"{type(self).__name__} provides no cache_url fixture")
+        missing_fixture(type(self), "cache_url")
 
     @pytest.fixture
     def cache_options(self) -> dict[str, Any]:

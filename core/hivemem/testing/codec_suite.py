@@ -53,7 +53,7 @@ from hivemem.errors import (
 from hivemem.pipeline import Pipeline, read_header
 from hivemem.plugins import Plugins, make_plugins
 
-from .helpers import build_frame
+from .helpers import build_frame, missing_fixture
 
 __all__ = [
     "NOT_FOR_COMPRESSORS",
@@ -209,12 +209,12 @@ class CodecSuite:
     @pytest.fixture
     def codec_kind(self) -> str:
         """``"serializer"``, ``"compressor"`` or ``"encryptor"``. Subclasses provide it."""
-        pytest.skip(f"{type(self).__name__} provides no codec_kind fixture")
+        missing_fixture(type(self), "codec_kind")
 
     @pytest.fixture
     def codec_name(self) -> str:
         """The registered codec name. Subclasses provide it."""
-        pytest.skip(f"{type(self).__name__} provides no codec_name fixture")
+        missing_fixture(type(self), "codec_name")
 
     @pytest.fixture
     def codec_options(self) -> dict[str, Any]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
+import os
 import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from types import ModuleType
+from typing import Any, NoReturn
 
 import pytest
 
@@ -19,7 +22,11 @@ __all__ = [
     "TRICKY_STRINGS",
     "build_frame",
     "eventually",
+    "in_ci",
+    "missing_fixture",
     "require_capability",
+    "require_module",
+    "skip_or_fail",
 ]
 
 _TAGS = {"serializer": b"s", "compressor": b"c", "encryptor": b"e"}
@@ -125,3 +132,56 @@ def build_frame(
     parts.append(struct.pack(">II", len(payload), check))
     parts.append(payload)
     return b"".join(parts)
+
+
+# -- skip, or fail under CI ------------------------------------------------------------
+
+
+def in_ci() -> bool:
+    """True when the ``CI`` environment variable is ``true`` or ``1`` (any case)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip the running test (or module) with ``reason``; fail it instead under ``CI``.
+
+    The one place the kit decides what a missing prerequisite means: on a
+    developer's machine a test that cannot run is skipped and says why; in
+    CI, where everything must be installed, the same condition fails the
+    run so that coverage cannot silently shrink. Callable from a test, a
+    fixture or module level (under CI a module-level call is a collection
+    error).
+    """
+    __tracebackhide__ = True  # report the caller's line, not this one
+    if in_ci():
+        pytest.fail(f"{reason} (CI is set: what would be skipped fails the run)", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
+
+
+def require_module(name: str, *, reason: str | None = None) -> ModuleType:
+    """Import and return module ``name``; when it is not installed, skip (fail under ``CI``).
+
+    Like :func:`pytest.importorskip`, but a test that needs another plugin
+    (``require_module("hivemem_fernet")``) cannot silently skip in CI. Only
+    the absence of ``name`` itself counts: a module that is installed but
+    fails to import raises its error, since a broken plugin is not a missing one.
+    """
+    __tracebackhide__ = True
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing != name and not name.startswith(f"{missing}."):
+            raise
+        skip_or_fail(reason or f"needs {name}, which is not installed")
+
+
+def missing_fixture(suite: type, *fixtures: str) -> NoReturn:
+    """Skip (fail under ``CI``): the conformance-suite subclass ``suite`` lacks ``fixtures``."""
+    __tracebackhide__ = True
+    lacks = " and ".join(f"no {name} fixture" for name in fixtures)
+    them = "it" if len(fixtures) == 1 else "them"
+    skip_or_fail(
+        f"{suite.__name__} provides {lacks} "
+        f"(define {them} in the class to run the suite against your plugin)"
+    )

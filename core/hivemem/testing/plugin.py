@@ -39,18 +39,35 @@ servers with custom options for tests that kill, pause or restart them.
 When a server binary is missing the fixture skips with the ``apt-get``
 command that installs it, or fails when the ``CI`` environment variable is
 ``true``/``1``.
+
+Nothing skips silently in CI
+----------------------------
+Every "cannot run here" of the kit goes through
+:func:`hivemem.testing.helpers.skip_or_fail`: a skip with its reason on a
+developer's machine, a failure under ``CI``. That covers missing server
+binaries, a suite subclass that forgot the fixture naming what it tests
+(``backend_url``, ``cache_url``, ``codec_kind``/``codec_name``: checked
+before the test's fixtures are set up), and tests marked
+``@pytest.mark.hivemem_requires("hivemem_fernet", ...)`` when one of those
+modules is not installed (:func:`~hivemem.testing.helpers.require_module`
+does the same inside a test body or at module level).
+
+``not_applicable`` tables are checked when their class is collected: every
+name must be a test of the class and every reason a non-empty string, else
+the class fails to collect with an error naming the entry.
 """
 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
-import os
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from typing import Any, TypeVar
 
 import pytest
 
+from .helpers import in_ci, missing_fixture, require_module, skip_or_fail
 from .servers import MemcachedServer, RedisCluster, RedisServer, ServerBinaryMissing
 
 S = TypeVar("S", RedisServer, MemcachedServer, RedisCluster)
@@ -92,6 +109,94 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "hivemem_async: run this async def test on the hivemem_runner event loop",
     )
+    config.addinivalue_line(
+        "markers",
+        "hivemem_requires(*modules): skip when a module is not installed (fail under CI)",
+    )
+
+
+#: fixtures a suite subclass must define, by the suite's (module, class name); the
+#: suites are named, not imported, so loading this plugin does not load hypothesis
+_REQUIRED_FIXTURES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("hivemem.testing.backend_suite", "BackendSuite"): ("backend_url",),
+    ("hivemem.testing.cache_suite", "CacheSuite"): ("cache_url",),
+    ("hivemem.testing.codec_suite", "CodecSuite"): ("codec_kind", "codec_name"),
+}
+
+
+def _defined_in(cls: type, name: str) -> type | None:
+    """The class of ``cls``'s MRO whose body defines ``name`` (None: nowhere)."""
+    return next((klass for klass in cls.__mro__ if name in vars(klass)), None)
+
+
+def _missing_fixtures(item: pytest.Item) -> list[str]:
+    """Required suite fixtures ``item`` uses that its class left at the suite's default.
+
+    A fixture the test does not use (an author who overrides ``backend``
+    needs no ``backend_url``) or parametrizes directly is not missing.
+    """
+    cls = getattr(item, "cls", None)
+    if cls is None:
+        return []
+    used = getattr(item, "fixturenames", ())
+    callspec = getattr(item, "callspec", None)
+    direct = callspec.params if callspec is not None else {}
+    missing: list[str] = []
+    for base in cls.__mro__:
+        for name in _REQUIRED_FIXTURES.get((base.__module__, base.__qualname__), ()):
+            if name in used and name not in direct and _defined_in(cls, name) is base:
+                missing.append(name)
+    return missing
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture runs: required suite fixtures, then ``hivemem_requires`` modules."""
+    cls = getattr(item, "cls", None)
+    missing = _missing_fixtures(item)
+    if cls is not None and missing:
+        missing_fixture(cls, *missing)
+    for mark in item.iter_markers("hivemem_requires"):
+        for module in mark.args:
+            require_module(module)
+
+
+def _check_not_applicable(collector: pytest.Module | pytest.Class, cls: type) -> None:
+    """Raise a collection error unless ``cls.not_applicable`` names tests of ``cls``, with reasons.
+
+    A misspelt name would otherwise deselect nothing (the test runs, or a
+    different one is dropped) and nobody would notice.
+    """
+    table = getattr(cls, "not_applicable", None)
+    if table is None:
+        return
+    where = f"{cls.__qualname__}.not_applicable"
+    if not isinstance(table, Mapping):
+        raise collector.CollectError(
+            f"{where} must be a dict {{test name: reason}}, not {type(table).__name__}"
+        )
+    tests = sorted(
+        name for name in dir(cls) if collector.istestfunction(getattr(cls, name, None), name)
+    )
+    problems: list[str] = []
+    for name, reason in table.items():
+        if not isinstance(name, str) or name not in tests:
+            close = difflib.get_close_matches(str(name), tests, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append(f"{name!r} is not a test of {cls.__name__}{hint}")
+        elif not isinstance(reason, str) or not reason.strip():
+            problems.append(f"{name!r} needs a reason (a non-empty string), not {reason!r}")
+    if problems:
+        raise collector.CollectError(f"{where}: " + "; ".join(problems))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> None:
+    """Check a test class's ``not_applicable`` table as the class is collected."""
+    if inspect.isclass(obj) and collector.istestclass(obj, name):
+        _check_not_applicable(collector, obj)
 
 
 _NOT_APPLICABLE = pytest.StashKey[dict[str, int]]()
@@ -184,16 +289,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 # -- helpers ----------------------------------------------------------------------------
 
 
-def in_ci() -> bool:
-    """True when the ``CI`` environment variable is ``true`` or ``1``."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1")
-
-
 def missing_binary(exc: ServerBinaryMissing) -> None:
     """Skip the test for a missing server binary; fail instead under ``CI``."""
-    if in_ci():
-        pytest.fail(f"{exc} (CI is set, so missing servers fail the run)", pytrace=False)
-    pytest.skip(str(exc))
+    skip_or_fail(str(exc))
 
 
 def start_server(server: S) -> S:
