@@ -51,15 +51,14 @@ import hivemem
 from common import (
     Skip,
     Stats,
-    build_parser,
     dist_version,
     entity,
     fmt_num,
     has_module,
-    print_machine_info,
     print_table,
     print_title,
     ratio,
+    run_main,
     wants,
 )
 from hivemem import Memory
@@ -884,16 +883,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace | None = None) -> None:
     """Run the benchmark (``args`` from ``run.py``, or this script's command line)."""
-    standalone = args is None
-    if args is None:
-        args = build_parser().parse_args()
-        print_machine_info()
-    try:
-        asyncio.run(run(args))
-    except Skip as exc:
-        if not standalone:
-            raise
-        print(f"skipped: {exc}")
+    run_main(run, args)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ The benchmark starts its own ``memcached`` on a free loopback port
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 import tempfile
@@ -41,16 +40,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hivemem
 from common import (
     Skip,
-    build_parser,
     dist_version,
     entity,
     fmt_num,
     has_module,
     history,
-    print_machine_info,
     print_table,
     print_title,
     ratio,
+    run_main,
     time_batched,
     time_interleaved,
     wants,
@@ -381,16 +379,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main(args: argparse.Namespace | None = None) -> None:
     """Run the benchmark (``args`` from ``run.py``, or this script's command line)."""
-    standalone = args is None
-    if args is None:
-        args = build_parser().parse_args()
-        print_machine_info()
-    try:
-        asyncio.run(run(args))
-    except Skip as exc:
-        if not standalone:
-            raise
-        print(f"skipped: {exc}")
+    run_main(run, args)
 
 
 if __name__ == "__main__":

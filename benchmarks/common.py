@@ -339,6 +339,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_main(
+    run: Callable[[argparse.Namespace], Awaitable[None]], args: argparse.Namespace | None
+) -> None:
+    """A benchmark's ``main``: ``args`` from ``run.py``, or this script's own command line.
+
+    Run standalone, a :class:`Skip` prints its reason; under ``run.py`` it
+    propagates so the runner reports it with the others.
+    """
+    standalone = args is None
+    if args is None:
+        args = build_parser().parse_args()
+        print_machine_info()
+    try:
+        import asyncio
+
+        asyncio.run(run(args))
+    except Skip as exc:
+        if not standalone:
+            raise
+        print(f"skipped: {exc}")
+
+
 def wants(args: argparse.Namespace, module: str, section: str | None = None) -> bool:
     """True when ``--only`` selects ``module`` (or ``module.section``)."""
     only: list[str] | None = getattr(args, "only", None)

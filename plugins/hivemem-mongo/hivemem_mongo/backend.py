@@ -442,6 +442,15 @@ class MongoBackend(Backend):
         return await asyncio.shield(task)
 
     @_guarded
+    def _transaction_options(self) -> dict[str, Any]:
+        """Write and read concern for ``with_transaction`` (only levels transactions allow)."""
+        txn: dict[str, Any] = {}
+        if self.write_concern is not None:
+            txn["write_concern"] = self.write_concern
+        if self.read_concern is not None and self.read_concern.level in _TXN_READ_LEVELS:
+            txn["read_concern"] = self.read_concern
+        return txn
+
     async def purge_residue(self) -> list[str]:
         """What may still hold old values after a rewrite: MongoDB's own logs and copies."""
         return [
@@ -1035,11 +1044,7 @@ class MongoBackend(Backend):
                 if docs:
                     await self._series.insert_many(docs, session=session)
 
-            txn: dict[str, Any] = {}
-            if self.write_concern is not None:
-                txn["write_concern"] = self.write_concern
-            if self.read_concern is not None and self.read_concern.level in _TXN_READ_LEVELS:
-                txn["read_concern"] = self.read_concern
+            txn = self._transaction_options()
             session = await _maybe_await(self._client.start_session())
             async with session:
                 await session.with_transaction(swap, **txn)
@@ -1131,11 +1136,7 @@ class MongoBackend(Backend):
         async def rewrite(session: Any) -> int:
             return await self._rewrite_batches(ns, series, rows, session)
 
-        txn: dict[str, Any] = {}
-        if self.write_concern is not None:
-            txn["write_concern"] = self.write_concern
-        if self.read_concern is not None and self.read_concern.level in _TXN_READ_LEVELS:
-            txn["read_concern"] = self.read_concern
+        txn = self._transaction_options()
         session = await _maybe_await(self._client.start_session())
         async with session:
             return int(await session.with_transaction(rewrite, **txn))
