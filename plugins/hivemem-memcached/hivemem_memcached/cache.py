@@ -240,6 +240,7 @@ class MemcachedCache(Cache):
 
     name: ClassVar[str] = "memcached"
     in_process: ClassVar[bool] = False
+    supports_lease: ClassVar[bool] = True
     #: the default limit; an instance carries its configured ``max_value_size``
     max_value_size: ClassVar[int | None] = ITEM_SIZE_LIMIT - ITEM_OVERHEAD
 
@@ -255,6 +256,8 @@ class MemcachedCache(Cache):
         self.errors = self.timeouts = self.too_large = self.skipped = 0
         self.leases_won = self.leases_lost = 0
         self.evictions = 0
+        #: the clock of marking servers down and of probe back-off (tests may replace it)
+        self.clock: Callable[[], float] = time.monotonic
         self._closed = False
 
     def __repr__(self) -> str:
@@ -295,7 +298,7 @@ class MemcachedCache(Cache):
         """May a call go to ``server`` now? True: yes, as its probe; False: yes; None: no."""
         if not server.is_down:
             return False
-        if server.probing or time.monotonic() < server.down_until:
+        if server.probing or self.clock() < server.down_until:
             return None
         server.probing = True
         return True
@@ -305,7 +308,7 @@ class MemcachedCache(Cache):
         server.failures += 1
         if not server.is_down or (was_down and not probe):
             return
-        server.down_until = time.monotonic() + server.backoff
+        server.down_until = self.clock() + server.backoff
         if not was_down:
             log.warning(
                 "memcached %s marked down after %d failures; its keys are misses, "
