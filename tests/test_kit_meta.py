@@ -1,10 +1,20 @@
 """Tests about the kit: each suite catches deliberately broken implementations.
 
 Every mutant below breaks exactly one rule; the kit test that guards the rule
-must fail against it and pass against the unmodified builtin.
+must fail against it and pass against the unmodified builtin. "Fail" means
+what a test failing on a broken rule looks like: its *call* phase fails a
+check (an ``AssertionError``, or ``pytest.fail``/``pytest.raises``), for the
+reason the case names when it names one. A mutant that breaks the fixture's
+setup, or makes the test crash with any other exception, is not caught: the
+test never got to judge the rule. ``test_checker_rejects_what_is_not_a_catch``
+keeps the checker itself honest.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Generator
+from typing import NamedTuple
 
 import pytest
 
@@ -20,6 +30,7 @@ import pytest
 from hypothesis import Phase
 
 import hivemem
+from hivemem.backend import Capabilities
 from hivemem.builtin.codecs import JsonSerializer, ZlibCompressor
 from hivemem.builtin.local_cache import LocalCache
 from hivemem.builtin.memory_backend import MemoryBackend
@@ -94,6 +105,72 @@ class NoVersionBumpMany(MemoryBackend):
             self.s.records[(ns, kind)][id] = type(rec)(rec.value, 1, rec.expires_at)
 
 
+# a prefix listing that merges the ids of every (ns, kind) that ``merge`` accepts
+class _MergedPrefixListing(MemoryBackend):
+    def merge(self, ns, kind, n, k):
+        raise NotImplementedError
+
+    def _scan(self, ns, kind, prefix, limit, cursor, reverse):
+        if not prefix:
+            return super()._scan(ns, kind, prefix, limit, cursor, reverse)
+        merged = {}
+        for n, k in list(self.s.records):
+            if self.merge(ns, kind, n, k):
+                for id, rec in super()._scan(n, k, prefix, None, cursor, reverse):
+                    if (n, k) == (ns, kind) or id not in merged:
+                        merged[id] = rec
+        rows = sorted(merged.items(), reverse=reverse)
+        return rows if limit is None else rows[: max(limit, 0)]
+
+
+class ListingIgnoresNamespace(_MergedPrefixListing):
+    def merge(self, ns, kind, n, k):
+        return k == kind
+
+
+class ListingIgnoresKind(_MergedPrefixListing):
+    def merge(self, ns, kind, n, k):
+        return n == ns
+
+
+class ForwardRecordsExpired(MemoryBackend):
+    async def list_records(self, ns, kind, prefix="", *, limit=None, cursor=None, reverse=False):
+        if reverse:
+            return await super().list_records(
+                ns, kind, prefix, limit=limit, cursor=cursor, reverse=True
+            )
+        d = self.s.records.get((ns, kind), {})
+        rows = [
+            (i, d[i])
+            for i in self.s.sorted_ids.get((ns, kind), [])
+            if i.startswith(prefix) and (cursor is None or i > cursor)
+        ]
+        return rows if limit is None else rows[: max(limit, 0)]
+
+
+# a store keyed by (ts, value) cannot rewrite in place: without the capability the
+# rewrite tests (whose ties happen to be out of value order) are skipped
+class EqualTsByValue(MemoryBackend):
+    capabilities = Capabilities(supports_series_rewrite=False)
+
+    async def append(self, ns, series, value, *, ts=None):
+        entry = await super().append(ns, series, value, ts=ts)
+        self.s.series[(ns, series)].sort(key=lambda e: (e[0], e[2]))
+        return entry
+
+
+# not a catch: the fixture's setup fails (with an AssertionError, even)
+class OpenRaises(MemoryBackend):
+    async def open(self):
+        raise AssertionError("open() fails before any test runs")
+
+
+# not a catch: the test crashes with an error that is not a failed check
+class GetRaises(MemoryBackend):
+    async def get(self, ns, kind, id):
+        raise KeyError(id)
+
+
 class _Backends(BackendSuite):
     impl = MemoryBackend
     expiry_timeout = 1.0
@@ -117,7 +194,7 @@ class TestNoCas(_Backends):
     impl = NoCas
 
 
-class TestStickyTtl(_Backends):
+class TestStickyTtl(_StatefulMutant):
     impl = StickyTtl
 
 
@@ -147,6 +224,30 @@ class TestInclusiveCursor(_StatefulMutant):
 
 class TestNoVersionBumpMany(_StatefulMutant):
     impl = NoVersionBumpMany
+
+
+class TestListingIgnoresNamespace(_StatefulMutant):
+    impl = ListingIgnoresNamespace
+
+
+class TestListingIgnoresKind(_StatefulMutant):
+    impl = ListingIgnoresKind
+
+
+class TestForwardRecordsExpired(_StatefulMutant):
+    impl = ForwardRecordsExpired
+
+
+class TestEqualTsByValue(_StatefulMutant):
+    impl = EqualTsByValue
+
+
+class TestOpenRaises(_Backends):
+    impl = OpenRaises
+
+
+class TestGetRaises(_Backends):
+    impl = GetRaises
 
 
 class TruncatingKeys(LocalCache):
@@ -246,42 +347,195 @@ class TestLeaky(_Codecs):
     codec_name = pytest.fixture(lambda self: "leaky")
 """
 
+
+class Case(NamedTuple):
+    """A mutant, the unmodified control it is compared with, and the test that guards the rule."""
+
+    mutant: str
+    control: str
+    test: str
+    #: a regular expression the failed check's message must match (None: any failed check)
+    match: str | None = None
+    #: an exception type that counts as a failed check here: the guarding test checks for
+    #: one error with ``pytest.raises``, which lets the mutant's wrong one escape
+    escapes: type[BaseException] | None = None
+
+
+LEAK = r"another namespace or kind leaked"
+EXPIRED_FORWARD = r"list_records\(.*reverse=False\) returned expired records"
+TIE_ORDER = r"entries with equal ts are not in append \(seq\) order"
+
 CASES = [
-    ("TestNoCas", "TestUnmodified", "test_cas_expected_zero_creates"),
-    ("TestNoCas", "TestUnmodified", "test_cas_create_race_has_one_winner"),
-    ("TestStickyTtl", "TestUnmodified", "test_write_without_ttl_clears_ttl"),
-    ("TestListsExpired", "TestUnmodified", "test_ttl_expiry_hides_record_everywhere"),
-    ("TestUtf16Order", "TestUnmodified", "test_list_orders_by_code_point"),
-    ("TestRacyIncr", "TestUnmodified", "test_concurrent_incr_is_exact"),
-    ("TestTornPut", "TestUnmodified", "test_cancelled_put_is_all_or_nothing"),
-    ("TestEndInclusive", "TestUnmodified", "test_series_range_start_inclusive_end_exclusive"),
-    ("TestEndInclusive", "TestUnmodified", "test_stateful_against_model"),
-    ("TestInclusiveCursor", "TestUnmodified", "test_cursor_paging"),
-    ("TestInclusiveCursor", "TestUnmodified", "test_stateful_against_model"),
-    ("TestNoVersionBumpMany", "TestUnmodified", "test_stateful_against_model"),
-    ("TestNoVersionBumpMany", "TestUnmodified", "test_put_many_versions_and_overwrite"),
-    ("TestTruncatingKeys", "TestCacheUnmodified", "test_arbitrary_keys_never_disturb_each_other"),
-    ("TestWholeSecondTtl", "TestCacheUnmodified", "test_ttl_expiry"),
-    ("TestUnbounded", "TestZlibUnmodified", "test_decompression_is_bounded"),
-    ("TestLenient", "TestJsonUnmodified", "test_payload_damage_behind_a_valid_checksum"),
-    ("TestLeaky", "TestJsonUnmodified", "test_unsupported_types_raise"),
+    Case("TestNoCas", "TestUnmodified", "test_cas_expected_zero_creates"),
+    Case("TestNoCas", "TestUnmodified", "test_cas_create_race_has_one_winner"),
+    Case("TestStickyTtl", "TestUnmodified", "test_write_without_ttl_clears_ttl"),
+    Case("TestStickyTtl", "TestUnmodified", "test_stateful_against_model", "expires_at"),
+    Case(
+        "TestListsExpired",
+        "TestUnmodified",
+        "test_ttl_expiry_hides_record_everywhere",
+        "expiry seen by list_ids",
+    ),
+    Case("TestUtf16Order", "TestUnmodified", "test_list_orders_by_code_point"),
+    Case("TestRacyIncr", "TestUnmodified", "test_concurrent_incr_is_exact"),
+    Case("TestTornPut", "TestUnmodified", "test_cancelled_put_is_all_or_nothing", "torn value"),
+    Case("TestEndInclusive", "TestUnmodified", "test_series_range_start_inclusive_end_exclusive"),
+    Case("TestEndInclusive", "TestUnmodified", "test_stateful_against_model"),
+    Case("TestInclusiveCursor", "TestUnmodified", "test_cursor_paging"),
+    Case("TestInclusiveCursor", "TestUnmodified", "test_stateful_against_model"),
+    Case("TestNoVersionBumpMany", "TestUnmodified", "test_stateful_against_model"),
+    Case("TestNoVersionBumpMany", "TestUnmodified", "test_put_many_versions_and_overwrite"),
+    Case(
+        "TestListingIgnoresNamespace",
+        "TestUnmodified",
+        "test_listing_never_shows_lookalike_namespaces_or_kinds",
+        LEAK,
+    ),
+    Case("TestListingIgnoresNamespace", "TestUnmodified", "test_stateful_against_model"),
+    Case(
+        "TestListingIgnoresKind",
+        "TestUnmodified",
+        "test_listing_never_shows_lookalike_namespaces_or_kinds",
+        LEAK,
+    ),
+    Case(
+        "TestForwardRecordsExpired",
+        "TestUnmodified",
+        "test_expiry_is_seen_by_the_first_read_of_every_kind",
+        EXPIRED_FORWARD,
+    ),
+    Case("TestForwardRecordsExpired", "TestUnmodified", "test_stateful_against_model"),
+    Case(
+        "TestEqualTsByValue",
+        "TestUnmodified",
+        "test_series_equal_ts_keep_seq_order_whatever_the_values",
+        TIE_ORDER,
+    ),
+    Case("TestEqualTsByValue", "TestUnmodified", "test_stateful_against_model"),
+    Case(
+        "TestTruncatingKeys", "TestCacheUnmodified", "test_arbitrary_keys_never_disturb_each_other"
+    ),
+    Case("TestWholeSecondTtl", "TestCacheUnmodified", "test_ttl_expiry"),
+    Case("TestUnbounded", "TestZlibUnmodified", "test_decompression_is_bounded"),
+    Case("TestLenient", "TestJsonUnmodified", "test_payload_damage_behind_a_valid_checksum"),
+    Case(
+        "TestLeaky",
+        "TestJsonUnmodified",
+        "test_unsupported_types_raise",
+        "not JSON serializable",
+        escapes=TypeError,
+    ),
 ]
+
+#: what a failed check raises: ``assert`` and ``pytest.fail`` (``pytest.raises`` uses it)
+CHECK_FAILURES: tuple[type[BaseException], ...] = (AssertionError, pytest.fail.Exception)
+
+
+class Phase(NamedTuple):
+    """One phase (setup, call, teardown) of one inner test: its outcome and exception."""
+
+    when: str
+    outcome: str
+    exc: BaseException | None
+
+
+class PhaseRecorder:
+    """Inner-run plugin: every phase of every test, keyed by (class, test function)."""
+
+    def __init__(self) -> None:
+        self.phases: dict[tuple[str, str], list[Phase]] = {}
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        """Record the phase's report outcome with the exception the phase raised."""
+        report = yield
+        _, cls, func = item.nodeid.split("::")
+        exc = call.excinfo.value if call.excinfo is not None else None
+        self.phases.setdefault((cls, func.split("[")[0]), []).append(
+            Phase(call.when, report.outcome, exc)
+        )
+        return report
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    """The exceptions inside ``exc`` (itself unless it is a group, as hypothesis may raise)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def why_not_caught(
+    phases: list[Phase], match: str | None = None, escapes: type[BaseException] | None = None
+) -> str | None:
+    """None when these phases show a catch; otherwise why they do not.
+
+    A catch: the test ran, its call phase failed a check (every exception in it
+    is one of :data:`CHECK_FAILURES`, or ``escapes``; when ``match`` is given,
+    one message matches it) and no setup or teardown failed.
+    """
+    if not phases:
+        return "the test never ran"
+    for phase in phases:
+        if phase.outcome == "failed" and phase.when != "call":
+            return f"{phase.when} failed, so the test never judged the rule: {phase.exc!r}"
+    failures = [p.exc for p in phases if p.when == "call" and p.outcome == "failed"]
+    leaves = [leaf for exc in failures if exc is not None for leaf in _leaves(exc)]
+    if not leaves:
+        return f"the test did not fail: {[(p.when, p.outcome) for p in phases]}"
+    checks = CHECK_FAILURES if escapes is None else (*CHECK_FAILURES, escapes)
+    crashes = [leaf for leaf in leaves if not isinstance(leaf, checks)]
+    if crashes:
+        return f"the test crashed instead of failing a check: {crashes[0]!r}"
+    if match is not None and not any(re.search(match, str(leaf)) for leaf in leaves):
+        return f"the test failed for another reason than {match!r}: {str(leaves[0])[:300]}"
+    return None
+
+
+def _inner_run(
+    pytester: pytest.Pytester, tests: list[tuple[str, str]]
+) -> dict[tuple[str, str], list[Phase]]:
+    """Run ``(class, test function)`` pairs of the mutants module; return their phases."""
+    path = pytester.makepyfile(test_mutants=MUTANTS)
+    recorder = PhaseRecorder()
+    node_ids = dict.fromkeys(f"{path.name}::{cls}::{test}" for cls, test in tests)
+    pytester.inline_run("-p", "no:cacheprovider", *node_ids, plugins=[recorder])
+    return recorder.phases
 
 
 def test_kit_catches_every_mutant(pytester: pytest.Pytester) -> None:
     """One inner pytest run over every (mutant, control) pair and its guarding test."""
-    pytester.makepyfile(test_mutants=MUTANTS)
-    expr = " or ".join(f"(({m} or {c}) and {t})" for m, c, t in CASES)
-    result = pytester.inline_run("-p", "no:cacheprovider", "-k", expr)
-    outcomes: dict[tuple[str, str], list[str]] = {}
-    for report in result.getreports("pytest_runtest_logreport"):
-        if report.when == "call" or report.outcome != "passed":
-            _, cls, func = report.nodeid.split("::")
-            outcomes.setdefault((cls, func.split("[")[0]), []).append(report.outcome)
+    phases = _inner_run(pytester, [(cls, c.test) for c in CASES for cls in (c.mutant, c.control)])
     problems = []
-    for mutant, control, test in CASES:
-        if "failed" not in outcomes.get((mutant, test), []):
-            problems.append(f"{test} did not catch {mutant}: {outcomes.get((mutant, test))}")
-        if set(outcomes.get((control, test), [])) != {"passed"}:
-            problems.append(f"{test} on unmodified {control}: {outcomes.get((control, test))}")
+    for case in CASES:
+        why = why_not_caught(phases.get((case.mutant, case.test), []), case.match, case.escapes)
+        if why is not None:
+            problems.append(f"{case.test} did not catch {case.mutant}: {why}")
+        control = phases.get((case.control, case.test), [])
+        if not control or {p.outcome for p in control} != {"passed"}:
+            shown = [(p.when, p.outcome, p.exc) for p in control]
+            problems.append(f"{case.test} on unmodified {case.control}: {shown}")
     assert not problems, "\n".join(problems)
+
+
+def test_checker_rejects_what_is_not_a_catch(pytester: pytest.Pytester) -> None:
+    """A setup error, a crash or a failure for another reason is not reported as a catch."""
+    test = "test_cas_expected_zero_creates"
+    phases = _inner_run(
+        pytester, [(cls, test) for cls in ("TestOpenRaises", "TestGetRaises", "TestNoCas")]
+    )
+    # the real catch is one, with and without a matching reason
+    assert why_not_caught(phases[("TestNoCas", test)]) is None
+    assert why_not_caught(phases[("TestNoCas", test)], "DID NOT RAISE") is None
+    wrong_reason = why_not_caught(phases[("TestNoCas", test)], "no such message")
+    assert wrong_reason is not None and "another reason" in wrong_reason
+    # open() raising an AssertionError fails the fixture's setup: not a catch
+    setup_error = why_not_caught(phases[("TestOpenRaises", test)])
+    assert setup_error is not None and setup_error.startswith("setup failed"), setup_error
+    # a KeyError in the test's call phase is a crash, not a failed check
+    crash = why_not_caught(phases[("TestGetRaises", test)])
+    assert crash is not None and "KeyError" in crash, crash
+    # ... unless the case names that very type as the one its check lets escape
+    assert why_not_caught(phases[("TestGetRaises", test)], escapes=KeyError) is None
+    assert why_not_caught([]) == "the test never ran"

@@ -59,7 +59,7 @@ SEPARATOR_TRIPLES: tuple[tuple[str, str, str], ...] = (
 )
 #: every namespace the suite writes; the ``backend`` fixture drops them before and after
 KIT_NAMESPACES: tuple[str, ...] = tuple(
-    dict.fromkeys([NS, NS2, "hmkit-sm", *(ns for ns, _, _ in SEPARATOR_TRIPLES)])
+    dict.fromkeys([NS, NS2, "hmkit-sm", "hmkit-sm:2", *(ns for ns, _, _ in SEPARATOR_TRIPLES)])
 )
 
 MiB = 1024 * 1024
@@ -100,6 +100,9 @@ class BackendSuite:
     cancel_rounds: ClassVar[int] = 60
     #: extra hypothesis settings for the state machine (e.g. ``{"phases": [...]}``)
     stateful_settings: ClassVar[dict[str, Any]] = {}
+    #: TTL of the records the state machine lets expire (it waits for them, at most once
+    #: per example, up to ``expiry_timeout``; any TTL works, a short one keeps runs fast)
+    stateful_short_ttl: ClassVar[float] = 0.05
 
     # -- fixtures the author provides / may override ---------------------------------
     @pytest.fixture
@@ -422,6 +425,83 @@ class BackendSuite:
         assert await backend.list_ids(NS2, "k") == ["c"]
         assert await backend.list_ids(NS, "") == []
 
+    async def test_listing_never_shows_lookalike_namespaces_or_kinds(
+        self, backend: Backend
+    ) -> None:
+        """Prefix listing and cursor paging show only their own (ns, kind), in both directions.
+
+        Another namespace (one that starts with this one) and other kinds hold
+        the same ids, the same prefixes and ids of their own inside every prefix
+        and cursor window, each with its own values; a kind ``k:p`` holds ids
+        that join to ``p:…`` under a naive ``kind:id`` key. Every id list, page
+        and record returned must be this (ns, kind)'s own.
+        """
+        shared = ["p", "p0", "p1", "p1:a", "p2", "q"]
+        places = {
+            (NS, "k"): [*shared, "p0a", "p3", "r"],
+            (NS2, "k"): [*shared, "", "o", "p00", "p1a", "p4", "pz"],
+            (NS, "k2"): [*shared, "o", "p01", "p1b", "p5"],
+            (NS, "k:p"): [*shared, "0", "1", ":a"],
+            (NS2, "k2"): [*shared, "p0b", "p6"],
+        }
+
+        def value(ns: str, kind: str, id_: str) -> bytes:
+            return json.dumps([ns, kind, id_]).encode()
+
+        for (ns, kind), ids in places.items():
+            await backend.put_many(ns, kind, {i: value(ns, kind, i) for i in ids})
+        every_id = sorted({i for ids in places.values() for i in ids})
+
+        for (ns, kind), ids in places.items():
+            mine = sorted(ids)
+            own = (NS, "k") == (ns, kind)  # the full check for one place, a quick one for others
+            for reverse in (False, True):
+                for prefix in ("", "p", "p0", "p1", "o", "q") if own else ("", "p"):
+                    where = f"{ns!r}/{kind!r} prefix={prefix!r} reverse={reverse}"
+                    want = sorted((i for i in mine if i.startswith(prefix)), reverse=reverse)
+                    leak = f"another namespace or kind leaked into {where}"
+                    got = await backend.list_ids(ns, kind, prefix, reverse=reverse)
+                    assert got == want, f"list_ids: {leak}: {got}"
+                    recs = await backend.list_records(ns, kind, prefix, reverse=reverse)
+                    assert [(i, r.value) for i, r in recs] == [
+                        (i, value(ns, kind, i)) for i in want
+                    ], f"list_records: {leak}"
+                    if not own:
+                        continue
+                    # pages of two, each cursor the last id of the page before
+                    for records in (False, True):
+                        seen: list[tuple[str, bytes | None]] = []
+                        cursor: str | None = None
+                        for _ in range(len(every_id) + 1):  # bounded: a stuck cursor fails
+                            if records:
+                                page = [
+                                    (i, r.value)
+                                    for i, r in await backend.list_records(
+                                        ns, kind, prefix, limit=2, cursor=cursor, reverse=reverse
+                                    )
+                                ]
+                            else:
+                                page = [
+                                    (i, None)
+                                    for i in await backend.list_ids(
+                                        ns, kind, prefix, limit=2, cursor=cursor, reverse=reverse
+                                    )
+                                ]
+                            if not page:
+                                break
+                            seen += page
+                            cursor = page[-1][0]
+                        expected = [(i, value(ns, kind, i) if records else None) for i in want]
+                        method = "list_records" if records else "list_ids"
+                        assert seen == expected, f"{method} paging: {leak}"
+                    # a cursor at every id any place holds (most are not this place's)
+                    for cursor in every_id:
+                        after = [i for i in want if (i < cursor if reverse else i > cursor)]
+                        got = await backend.list_ids(
+                            ns, kind, prefix, limit=3, cursor=cursor, reverse=reverse
+                        )
+                        assert got == after[:3], f"list_ids cursor={cursor!r}: {leak}: {got}"
+
     # -- tricky strings -----------------------------------------------------------------
     async def test_tricky_ids(self, backend: Backend) -> None:
         """Empty, separator, control, astral and 10k-character ids are all distinct."""
@@ -592,6 +672,94 @@ class BackendSuite:
         assert await backend.delete_many(NS, "t-lonely", ["gone"]) == 0
         assert await backend.delete(NS, "t-get", "keep") is True
 
+    async def test_expiry_is_seen_by_the_first_read_of_every_kind(self, backend: Backend) -> None:
+        """Once expired, a record is hidden from every read at once: each path is read once.
+
+        Every read path has a kind of its own (so no read can clean up lazily
+        for another): get, get_many, list_ids and list_records in both
+        directions, with and without prefix, cursor and a limit that pages
+        through expired ids, namespace_stats (count and bytes) and, in a second
+        namespace, kinds(). The records that expire are written first and a
+        control record with the same TTL last; once the control is gone every
+        earlier record has expired by the store's own clock, so each path is
+        checked exactly once, with no polling that a clean-up could satisfy.
+        """
+        require_capability(backend, "supports_ttl")
+        ttl = self.short_ttl
+        live = {"a": b"1", "b1": b"22", "b3": b"333", "c": b"4444"}
+        doomed = {"": b"x", "b": b"x", "b0": b"x", "b2": b"x", "b4": b"x", "d": b"x"}
+        # (prefix, cursor, limit): cursors at live and at expired ids; limit 1 pages through
+        windows = [
+            ("", None, None),
+            ("b", None, None),
+            ("", "b1", None),
+            ("b", "b2", None),
+            ("b", None, 1),
+            ("", None, 1),
+        ]
+        listings = {
+            f"t-{method}-{n}-{reverse}": (method, reverse, *window)
+            for method in ("list_ids", "list_records")
+            for reverse in (False, True)
+            for n, window in enumerate(windows)
+        }
+        read_kinds = ["t-get", "t-get_many", "t-stats", *listings]
+        for kind in read_kinds:
+            await backend.put_many(NS, kind, live)
+            await backend.put_many(NS, kind, dict(list(doomed.items())[:3]), ttl=ttl)
+            for id_, value in list(doomed.items())[3:]:
+                await backend.put(NS, kind, id_, value, ttl=ttl)
+        await backend.put(NS, "t-lonely", "b0", b"x", ttl=ttl)
+        await backend.put_many(NS2, "t-kinds", live)
+        await backend.put(NS2, "t-kinds", "b0", b"x", ttl=ttl)
+        await backend.put(NS2, "t-kinds-lonely", "b0", b"x", ttl=ttl)
+        await backend.put(NS, "t-control", "x", b"x", ttl=ttl)  # last: it expires last
+
+        async def control_gone() -> bool:
+            return await backend.get(NS, "t-control", "x") is None
+
+        await eventually(control_gone, timeout=self.expiry_timeout, what="control expiry")
+        for id_ in doomed:
+            rec = await backend.get(NS, "t-get", id_)
+            assert rec is None, f"get returned expired record {id_!r}"
+        for id_, value in live.items():
+            rec = await backend.get(NS, "t-get", id_)
+            assert rec is not None and rec.value == value, id_
+        got = await backend.get_many(NS, "t-get_many", [*doomed, *live, "b0"])
+        assert {i: r.value for i, r in got.items()} == live, "get_many returned expired records"
+        for kind, (method, reverse, prefix, cursor, limit) in listings.items():
+            what = f"{method}(prefix={prefix!r}, cursor={cursor!r}, limit={limit}, {reverse=})"
+            want = sorted((i for i in live if i.startswith(prefix)), reverse=reverse)
+            if cursor is not None:
+                want = [i for i in want if (i < cursor if reverse else i > cursor)]
+            rows: list[Any] = []
+            if limit is None:
+                rows = await getattr(backend, method)(
+                    NS, kind, prefix, cursor=cursor, reverse=reverse
+                )
+            else:
+                page_cursor = cursor
+                for _ in range(len(live) + len(doomed) + 1):  # bounded: stuck cursors fail
+                    page = await getattr(backend, method)(
+                        NS, kind, prefix, limit=limit, cursor=page_cursor, reverse=reverse
+                    )
+                    if not page:
+                        break
+                    assert len(page) <= limit, what
+                    rows += page
+                    page_cursor = page[-1] if method == "list_ids" else page[-1][0]
+            if method == "list_ids":
+                assert rows == want, f"{what} returned expired records: {rows}"
+            else:
+                assert [i for i, _ in rows] == want, f"{what} returned expired records: {rows}"
+                assert all(r.value == live[i] for i, r in rows), what
+        stats = await backend.namespace_stats(NS)
+        size = sum(len(v) for v in live.values())
+        expected = {kind: KindStats(len(live), size) for kind in sorted(read_kinds)}
+        assert stats.kinds == expected, f"namespace_stats counted expired records: {stats.kinds}"
+        got_kinds = await backend.kinds(NS2)
+        assert got_kinds == ["t-kinds"], f"kinds() returned expired records' kinds: {got_kinds}"
+
     async def test_expired_record_is_recreated_at_version_one(self, backend: Backend) -> None:
         """A record written after expiry is a new record (version 1)."""
         require_capability(backend, "supports_ttl")
@@ -638,10 +806,13 @@ class BackendSuite:
     async def test_put_many_ttl(self, backend: Backend) -> None:
         """put_many applies its TTL to every item."""
         require_capability(backend, "supports_ttl")
+        written = time.monotonic()
         await backend.put_many(NS, "k", {"a": b"1", "b": b"2"}, ttl=self.short_ttl)
         await backend.put(NS, "k", "c", b"3")
         got = await backend.get_many(NS, "k", ["a", "b"])
-        assert all(r.expires_at is not None for r in got.values())
+        if time.monotonic() - written < self.short_ttl:  # too soon for either to have expired
+            assert sorted(got) == ["a", "b"]
+        assert all(r.expires_at is not None for r in got.values())  # what is left carries a TTL
 
         async def gone() -> bool:
             return await backend.list_ids(NS, "k") == ["c"]
@@ -724,6 +895,73 @@ class BackendSuite:
             await backend.append(NS, "s", b"%d" % i, ts=7.0)
         got = await backend.read_series(NS, "s", limit=2, latest=True)
         assert [e.value for e in got] == [b"4", b"5"]
+
+    async def test_series_equal_ts_keep_seq_order_whatever_the_values(
+        self, backend: Backend
+    ) -> None:
+        """Ties on ts are ordered by seq (append order), never by value, in every read.
+
+        Ties are appended in descending and in shuffled value order, interleaved
+        with other timestamps, so a store that breaks ties by value (say, a
+        sorted set keyed by ts and value) reorders them. Plain, limited,
+        latest-N and ranged reads, replace_series and (with
+        ``supports_series_rewrite``) values rewritten into the opposite order
+        must all keep (ts, seq) order.
+        """
+        require_capability(backend, "supports_series")
+        descending = [b"%d" % i for i in range(9, -1, -1)]
+        shuffled = [b"v%02d" % i for i in range(10)]
+        _rng(5).shuffle(shuffled)
+        plan = [
+            (7.0, b"late"),
+            *((5.0, v) for v in descending[:5]),
+            (1.0, b"early"),
+            *((3.0, v) for v in shuffled[:6]),
+            *((5.0, v) for v in descending[5:]),
+            *((3.0, v) for v in shuffled[6:]),
+        ]
+        appended = [await backend.append(NS, "s", v, ts=ts) for ts, v in plan]
+        expected = sorted(appended, key=lambda e: (e.ts, e.seq))
+        tied = {ts: [e.value for e in expected if e.ts == ts] for ts in (3.0, 5.0)}
+        order = "entries with equal ts are not in append (seq) order"
+        assert tied == {3.0: shuffled, 5.0: descending}, order
+
+        async def read(**kw: Any) -> list[SeriesEntry]:
+            return await backend.read_series(NS, "s", **kw)
+
+        assert await read() == expected, order
+        for n in (1, 2, 4, 8, 13, 30):
+            assert await read(limit=n) == expected[:n], f"limit={n}: {order}"
+            assert await read(limit=n, latest=True) == expected[-n:], f"latest {n}: {order}"
+        for start, end in ((5.0, 7.0), (3.0, 5.0), (3.0, 3.5), (5.0, None), (None, 5.0)):
+            window = [
+                e
+                for e in expected
+                if (start is None or e.ts >= start) and (end is None or e.ts < end)
+            ]
+            where = f"start={start}, end={end}"
+            assert await read(start=start, end=end) == window, f"{where}: {order}"
+            for n in (1, 3, 7):
+                got = await read(start=start, end=end, limit=n)
+                assert got == window[:n], f"{where}, limit={n}: {order}"
+                got = await read(start=start, end=end, limit=n, latest=True)
+                assert got == window[-n:], f"{where}, latest {n}: {order}"
+        # replace_series keeps the given order among equal timestamps
+        given = [(2.0, b"z"), (1.0, b"m"), (2.0, b"m"), (2.0, b"a"), (2.0, b"q"), (2.0, b"\x00")]
+        await backend.replace_series(NS, "r", given)
+        got = [(e.ts, e.value) for e in await backend.read_series(NS, "r")]
+        assert got == sorted(given, key=lambda e: e[0]), f"replace_series: {order}"
+        got = [(e.ts, e.value) for e in await backend.read_series(NS, "r", limit=2, latest=True)]
+        assert got == given[-2:], f"replace_series, latest 2: {order}"
+        if backend.capabilities.supports_series_rewrite:
+            # rewrite the ts=3 ties to values descending in seq order: nothing may move
+            ties = [e for e in expected if e.ts == 3.0]
+            changes = [(e.seq, e.value, bytes([0xFF - n])) for n, e in enumerate(ties)]
+            assert await backend.rewrite_series(NS, "s", changes) == len(ties)
+            after = await read()
+            assert [(e.ts, e.seq) for e in after] == [(e.ts, e.seq) for e in expected], order
+            got_values = [e.value for e in after if e.ts == 3.0]
+            assert got_values == [new for _, _, new in changes], f"rewrite_series: {order}"
 
     async def test_replace_series(self, backend: Backend) -> None:
         """replace_series swaps the whole series; empty removes it."""
@@ -1248,7 +1486,10 @@ class BackendSuite:
 
     # -- stateful -----------------------------------------------------------------------
     def test_stateful_against_model(self, backend: Backend, hivemem_runner: asyncio.Runner) -> None:
-        """Random operations on the backend and a dict model must agree (hypothesis)."""
+        """Random operations on the backend and a dict model must agree (hypothesis).
+
+        Two namespaces, long and short TTLs included; see :mod:`hivemem.testing.stateful`.
+        """
         from .stateful import run_backend_state_machine
 
         run_backend_state_machine(
@@ -1256,5 +1497,7 @@ class BackendSuite:
             hivemem_runner,
             max_examples=self.stateful_max_examples,
             step_count=self.stateful_step_count,
+            short_ttl=self.stateful_short_ttl,
+            expiry_timeout=self.expiry_timeout,
             **self.stateful_settings,
         )
