@@ -630,6 +630,7 @@ class BackendSuite:
         """An expired record is invisible to every read and listing."""
         require_capability(backend, "supports_ttl")
         ttl = self.short_ttl
+        written = time.monotonic()
         await backend.put(NS, "t-control", "gone", b"c", ttl=ttl)
         # one expiring record per read path, so no read can clean up for another
         paths = ("get", "get_many", "list_ids", "list_records", "kinds", "stats")
@@ -637,7 +638,9 @@ class BackendSuite:
             await backend.put(NS, f"t-{path}", "gone", b"g", ttl=ttl)
             await backend.put(NS, f"t-{path}", "keep", b"k")
         await backend.put(NS, "t-lonely", "gone", b"g", ttl=ttl)
-        assert await backend.get(NS, "t-control", "gone") is not None
+        control = await backend.get(NS, "t-control", "gone")
+        if time.monotonic() - written < ttl:  # a loaded machine may already be past it
+            assert control is not None
         live_kinds = sorted(f"t-{path}" for path in paths)
         checks: dict[str, Callable[[], Any]] = {
             "get": lambda: backend.get(NS, "t-get", "gone"),
@@ -787,8 +790,10 @@ class BackendSuite:
         if backend.capabilities.supports_cas:
             await backend.put(NS, "k", "cas", b"1", ttl=ttl)
             await backend.put(NS, "k", "cas", b"2", expected_version=1)
-        survivors = await backend.list_ids(NS, "k")
-        survivors.remove("control")
+        # the control may already have expired on a loaded machine; the others never expire
+        survivors = [i for i in await backend.list_ids(NS, "k") if i != "control"]
+        expected = ["many", "put"] + (["cas"] if backend.capabilities.supports_cas else [])
+        assert sorted(survivors) == sorted(expected)
         for id_ in survivors:
             rec = await backend.get(NS, "k", id_)
             assert rec is not None and rec.expires_at is None, id_
