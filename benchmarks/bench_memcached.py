@@ -34,10 +34,8 @@ import asyncio
 import gc
 import itertools
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager
@@ -60,6 +58,7 @@ from common import (
     ratio,
     run_main,
     wants,
+    workdir,
 )
 from hivemem import Memory
 
@@ -839,19 +838,6 @@ def started_servers() -> Iterator[Servers]:
         raise Skip(str(exc)) from None
 
 
-@contextmanager
-def workdir(args: argparse.Namespace) -> Iterator[Path]:
-    """A fresh directory for the SQLite file, removed afterwards."""
-    base = getattr(args, "dir", None)
-    if base:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="hivemem-bench-mc-", dir=base))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 async def run(args: argparse.Namespace) -> None:
     """Start the servers and run the selected sections."""
     absent = [m for m in REQUIRES if not has_module(m)]
@@ -865,7 +851,7 @@ async def run(args: argparse.Namespace) -> None:
             for d in ("hivemem-memcached", "hivemem-redis", "aiocache", "aiomcache", "redis")
         )
     )
-    with workdir(args) as tmp, started_servers() as servers:
+    with workdir(args, "hivemem-bench-mc-") as tmp, started_servers() as servers:
         print(f"servers: {servers.memcached}, Redis backend {servers.redis_backend}")
         backends = [
             BackendSpec("SQLite", f"sqlite:///{tmp / 'mc.db'}?synchronous=normal"),

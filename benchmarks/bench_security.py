@@ -26,9 +26,7 @@ The benchmark starts its own ``memcached`` on a free loopback port
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ from common import (
     time_batched,
     time_interleaved,
     wants,
+    workdir,
 )
 from hivemem import Memory
 from hivemem.builtin.local_cache import LocalCache
@@ -258,19 +257,6 @@ def started_memcached() -> Iterator[Any]:
         raise Skip(str(exc)) from None
 
 
-@contextmanager
-def workdir(args: argparse.Namespace) -> Iterator[Path]:
-    """A fresh directory for the SQLite file, removed afterwards."""
-    base = getattr(args, "dir", None)
-    if base:
-        Path(base).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="hivemem-bench-sec-", dir=base))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def getter(memory: Memory, kind: str, ids: list[str]) -> Callable[[int], Awaitable[Any]]:
     """Call ``i`` reads id ``i`` (cycling through ``ids``)."""
     return lambda i: memory.get(kind, ids[i % len(ids)])
@@ -287,7 +273,7 @@ async def bench_get(plan: Plan, args: argparse.Namespace, summary: dict[str, str
         "every timed get of the memcached rows is a tier hit (checked below). "
         "no cache = the same SQLite file read directly, for scale."
     )
-    with workdir(args) as tmp, started_memcached() as server:
+    with workdir(args, "hivemem-bench-sec-") as tmp, started_memcached() as server:
         db = f"sqlite:///{tmp / 'sec.db'}?synchronous=normal"
         mc = f"{server.url}?pool_size=4"
         memories: dict[str, Memory] = {

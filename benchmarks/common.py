@@ -32,8 +32,10 @@ import sqlite3
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -337,6 +339,22 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 10000,100000,1000000; --quick: 10000,100000)",
     )
     return parser
+
+
+@contextmanager
+def workdir(args: argparse.Namespace, prefix: str) -> Iterator[Path]:
+    """A fresh directory (under ``--dir`` when given) for a benchmark's files, removed after."""
+    import shutil
+    import tempfile
+
+    base = getattr(args, "dir", None)
+    if base:
+        Path(base).mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def run_main(

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from hivemem.testing import servers
-from hivemem.testing.plugin import in_ci, missing_binary, start_server
+from hivemem.testing.helpers import skip_or_fail
+from hivemem.testing.plugin import missing_binary, start_server
 from hivemem.testing.servers import (
     MemcachedServer,
     RedisCluster,
@@ -41,9 +42,7 @@ def _listeners(port: int, table: str = "tcp") -> list[str]:
 
 def _assert_loopback_only(port: int, *, udp: bool = False) -> None:
     if not Path("/proc/net/tcp").exists():
-        if in_ci():
-            pytest.fail("no /proc/net to inspect listening sockets (CI needs Linux)")
-        pytest.skip("no /proc/net to inspect listening sockets")
+        skip_or_fail("no /proc/net to inspect listening sockets (CI needs Linux)")
     assert _listeners(port) == [LOOPBACK_HEX]
     if udp:
         assert _listeners(port, "udp") == []
