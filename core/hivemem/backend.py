@@ -38,12 +38,15 @@ Rules every implementation follows (the conformance kit in
 from __future__ import annotations
 
 import abc
+import functools
+import inspect
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
 
-from .errors import Unsupported
+from .errors import BackendClosed, InvalidTTL, Unsupported
 
 
 @attrs.frozen(slots=True)
@@ -137,16 +140,150 @@ def prefix_upper_bytes(prefix: bytes) -> bytes | None:
     return None
 
 
+#: the methods every backend implements (abstract in :class:`Backend`)
+PRIMITIVES: tuple[str, ...] = (
+    "close",
+    "ping",
+    "get_many",
+    "put",
+    "put_many",
+    "delete",
+    "delete_many",
+    "scan",
+    "kinds",
+    "drop_namespace",
+    "append",
+    "replace_series",
+    "read_series",
+    "series_names",
+    "delete_series",
+    "incr",
+    "get_counters",
+    "delete_counters",
+)
+#: methods :class:`Backend` composes from the primitives; override them for speed
+DEFAULTS: tuple[str, ...] = ("get", "list_ids", "list_records", "namespace_stats", "stats")
+#: optional capabilities, declared with a default (see :class:`Capabilities`)
+OPTIONAL: tuple[str, ...] = ("open", "rewrite_series", "purge_residue", "subscribe")
+#: every call the base class guards: usable only between ``open()`` and ``close()``
+GUARDED: frozenset[str] = frozenset(PRIMITIVES + DEFAULTS + OPTIONAL) - {"open", "close"}
+
+_NEW, _OPEN, _CLOSED = "new", "open", "closed"
+_SCAN_PAGE = 500
+
+
+def check_ttl(ttl: float | None) -> None:
+    """Raise :class:`~hivemem.errors.InvalidTTL` unless ``ttl`` is None or a positive finite number."""
+    if ttl is None:
+        return
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+        raise InvalidTTL(f"ttl must be a number of seconds, got {type(ttl).__name__} {ttl!r:.40}")
+    if not 0 < ttl < math.inf:
+        raise InvalidTTL(f"ttl must be > 0 seconds and finite, got {ttl!r}")
+
+
+def _guard(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a backend coroutine so it runs only while the backend is open."""
+    checks_ttl = name in ("put", "put_many")
+
+    @functools.wraps(fn)
+    async def guarded(self: Backend, *args: Any, **kwargs: Any) -> Any:
+        if self._lifecycle is not _OPEN:
+            raise self._not_open()
+        if checks_ttl and kwargs.get("ttl") is not None:
+            check_ttl(kwargs["ttl"])
+        return await fn(self, *args, **kwargs)
+
+    guarded.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+def _guard_open(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def open(self: Backend) -> None:
+        if self._lifecycle is _OPEN:
+            return
+        if self._lifecycle is _CLOSED:
+            raise self._not_open()
+        self._lifecycle = _OPEN  # the backend's own open() may call its methods (ping)
+        try:
+            await fn(self)
+        except BaseException:
+            self._lifecycle = _NEW
+            raise
+
+    open.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    return open
+
+
+def _guard_close(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    async def close(self: Backend) -> None:
+        if self._lifecycle is _CLOSED:
+            return
+        try:
+            await fn(self)
+        finally:
+            self._lifecycle = _CLOSED
+
+    close.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    return close
+
+
 class Backend(abc.ABC):
     """Abstract storage backend. Plugins subclass it and register a factory.
 
-    Construction must not do I/O; :meth:`open` connects (it is called once,
-    before any other coroutine) and :meth:`close` releases everything.
+    A backend implements the :data:`PRIMITIVES` (abstract here); the base
+    class composes :data:`DEFAULTS` from them (``get`` from ``get_many``,
+    ``list_ids``/``list_records`` from ``scan``, ``namespace_stats`` from
+    ``kinds``/``scan``/the series group) and a backend may override any of
+    those for speed. A backend written against the older contract, which
+    implements ``list_ids`` and ``list_records`` but no ``scan``, gets a
+    ``scan`` built on them and keeps working unchanged.
+
+    The base class owns the lifecycle: construction does no I/O, :meth:`open`
+    connects (once; a second call does nothing), :meth:`close` releases
+    everything (safe to call twice). Every other call made before ``open()``
+    or after ``close()`` raises :class:`~hivemem.errors.BackendClosed`, and
+    ``put``/``put_many`` reject a bad ``ttl`` with
+    :class:`~hivemem.errors.InvalidTTL`, before the subclass's code runs.
     """
 
     #: short name shown in stats and errors, e.g. ``"sqlite"``
     name: ClassVar[str] = "backend"
     capabilities: ClassVar[Capabilities] = Capabilities()
+    _lifecycle: str = _NEW
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = vars(cls)
+        if (
+            "scan" not in own
+            and getattr(cls.scan, "__isabstractmethod__", False)
+            and cls.list_ids is not Backend.list_ids
+            and cls.list_records is not Backend.list_records
+        ):
+            cls.scan = Backend._scan_from_listing  # type: ignore[method-assign]
+        for name, value in list(own.items()):
+            if getattr(value, "__hivemem_guarded__", False) or not inspect.iscoroutinefunction(
+                value
+            ):
+                continue
+            if name == "open":
+                setattr(cls, name, _guard_open(value))
+            elif name == "close":
+                setattr(cls, name, _guard_close(value))
+            elif name in GUARDED:
+                setattr(cls, name, _guard(name, value))
+
+    def _not_open(self) -> BackendClosed:
+        state = "is closed" if self._lifecycle is _CLOSED else "is not open (call open() first)"
+        return BackendClosed(f"{self.name} backend {state}")
+
+    @property
+    def is_open(self) -> bool:
+        """True between a successful :meth:`open` and :meth:`close`."""
+        return self._lifecycle is _OPEN
 
     async def open(self) -> None:  # noqa: B027 - optional hook
         """Connect / create schema. Default: nothing to do."""
@@ -159,15 +296,14 @@ class Backend(abc.ABC):
     async def ping(self) -> bool:
         """Return True when the store answers; raise BackendUnavailable otherwise."""
 
-    @abc.abstractmethod
     async def stats(self) -> dict[str, Any]:
-        """Backend-level facts (engine version, file size, ...); JSON-serializable."""
+        """Backend-level facts (engine version, file size, ...); JSON-serializable.
 
-    # -- records -------------------------------------------------------------
-    @abc.abstractmethod
-    async def get(self, ns: str, kind: str, id: str) -> Record | None:
-        """The live record at ``(ns, kind, id)`` or None."""
+        Default: ``{"backend": name}``.
+        """
+        return {"backend": self.name}
 
+    # -- records: primitives ---------------------------------------------------
     @abc.abstractmethod
     async def get_many(self, ns: str, kind: str, ids: Sequence[str]) -> dict[str, Record]:
         """Live records for ``ids`` (missing ids are absent), in one round trip."""
@@ -195,13 +331,51 @@ class Backend(abc.ABC):
     async def delete(
         self, ns: str, kind: str, id: str, *, expected_version: int | None = None
     ) -> bool:
-        """Delete; True when a live record was removed. CAS as for :meth:`put`."""
+        """Delete; True when a live record was removed. CAS as for :meth:`put`.
+
+        A primitive (not composed from :meth:`delete_many`): a compare-and-set
+        delete cannot be built atomically from the other primitives.
+        """
 
     @abc.abstractmethod
     async def delete_many(self, ns: str, kind: str, ids: Sequence[str]) -> int:
         """Delete several ids in one round trip; return how many live records went."""
 
     @abc.abstractmethod
+    async def scan(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+        values: bool = True,
+    ) -> list[tuple[str, Record | None]]:
+        """Live ``(id, record)`` pairs whose id starts with ``prefix``, in code-point order.
+
+        Descending when ``reverse``. ``cursor`` is an exclusive bound in the
+        direction of travel: pass the last id of the previous page to get the
+        next page. With ``values=False`` only ids are needed and every record
+        is None (a backend may then skip reading values). One round trip
+        where possible; cost grows with what is returned, not with what is
+        stored.
+        """
+
+    @abc.abstractmethod
+    async def kinds(self, ns: str) -> list[str]:
+        """Sorted kinds that hold at least one live record in ``ns``."""
+
+    @abc.abstractmethod
+    async def drop_namespace(self, ns: str) -> None:
+        """Remove every record, series and counter of ``ns``; other namespaces untouched."""
+
+    # -- records: composed defaults ------------------------------------------
+    async def get(self, ns: str, kind: str, id: str) -> Record | None:
+        """The live record at ``(ns, kind, id)`` or None. Default: :meth:`get_many`."""
+        return (await self.get_many(ns, kind, [id])).get(id)
+
     async def list_ids(
         self,
         ns: str,
@@ -214,11 +388,13 @@ class Backend(abc.ABC):
     ) -> list[str]:
         """Ids starting with ``prefix`` in code-point order (descending when ``reverse``).
 
-        ``cursor`` is an exclusive bound in the direction of travel: pass the
-        last id of the previous page to get the next page.
+        ``cursor`` as for :meth:`scan`. Default: ``scan(values=False)``.
         """
+        rows = await self.scan(
+            ns, kind, prefix, limit=limit, cursor=cursor, reverse=reverse, values=False
+        )
+        return [id for id, _ in rows]
 
-    @abc.abstractmethod
     async def list_records(
         self,
         ns: str,
@@ -229,19 +405,65 @@ class Backend(abc.ABC):
         cursor: str | None = None,
         reverse: bool = False,
     ) -> list[tuple[str, Record]]:
-        """Like :meth:`list_ids` but with the records, in one round trip where possible."""
+        """Like :meth:`list_ids` but with the records. Default: ``scan(values=True)``."""
+        rows = await self.scan(
+            ns, kind, prefix, limit=limit, cursor=cursor, reverse=reverse, values=True
+        )
+        return [(id, record) for id, record in rows if record is not None]
 
-    @abc.abstractmethod
-    async def kinds(self, ns: str) -> list[str]:
-        """Sorted kinds that hold at least one live record in ``ns``."""
+    async def _scan_from_listing(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+        values: bool = True,
+    ) -> list[tuple[str, Record | None]]:
+        """``scan`` for a backend that implements ``list_ids`` and ``list_records`` instead."""
+        if values:
+            return list(
+                await self.list_records(
+                    ns, kind, prefix, limit=limit, cursor=cursor, reverse=reverse
+                )
+            )
+        ids = await self.list_ids(ns, kind, prefix, limit=limit, cursor=cursor, reverse=reverse)
+        return [(id, None) for id in ids]
 
-    @abc.abstractmethod
     async def namespace_stats(self, ns: str) -> NamespaceStats:
-        """Counts and bytes per kind, length and span per series (may cost a namespace scan)."""
+        """Counts and bytes per kind, length and span per series.
 
-    @abc.abstractmethod
-    async def drop_namespace(self, ns: str) -> None:
-        """Remove every record, series and counter of ``ns``; other namespaces untouched."""
+        Default: pages through :meth:`scan` for every kind and reads every
+        series, so its cost grows with the namespace; backends override it
+        with a cheaper query.
+        """
+        stats = NamespaceStats()
+        for kind in await self.kinds(ns):
+            count = size = 0
+            cursor: str | None = None
+            while True:
+                page = await self.scan(ns, kind, limit=_SCAN_PAGE, cursor=cursor)
+                for _, record in page:
+                    if record is not None:
+                        count += 1
+                        size += len(record.value)
+                if len(page) < _SCAN_PAGE:
+                    break
+                cursor = page[-1][0]
+            if count:
+                stats.kinds[kind] = KindStats(count=count, bytes=size)
+        for series in await self.series_names(ns):
+            entries = await self.read_series(ns, series)
+            if entries:
+                stats.series[series] = SeriesStats(
+                    length=len(entries),
+                    bytes=sum(len(e.value) for e in entries),
+                    oldest=entries[0].ts,
+                    newest=entries[-1].ts,
+                )
+        return stats
 
     # -- series --------------------------------------------------------------
     @abc.abstractmethod
@@ -337,7 +559,14 @@ class Backend(abc.ABC):
         """Remove every counter field of one id; True when something was removed."""
 
 
+Backend.open = _guard_open(Backend.open)  # type: ignore[method-assign]
+
+
 __all__ = [
+    "DEFAULTS",
+    "GUARDED",
+    "OPTIONAL",
+    "PRIMITIVES",
     "Backend",
     "Capabilities",
     "KindStats",
@@ -345,6 +574,7 @@ __all__ = [
     "Record",
     "SeriesEntry",
     "SeriesStats",
+    "check_ttl",
     "prefix_upper",
     "prefix_upper_bytes",
 ]

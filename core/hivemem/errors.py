@@ -144,6 +144,19 @@ class BackendUnavailable(HivememError, ConnectionError):
     """The backend cannot be reached (names host:port, never credentials)."""
 
 
+class BackendClosed(BackendUnavailable):
+    """A backend was used before :meth:`~hivemem.backend.Backend.open` or after ``close()``.
+
+    Raised by the :class:`~hivemem.backend.Backend` base class itself, with the
+    same message shape for every backend: ``"<name> backend is not open (call
+    open() first)"`` or ``"<name> backend is closed"``.
+    """
+
+
+class InvalidTTL(HivememError, ValueError):
+    """A TTL is not a positive, finite number of seconds (names the value)."""
+
+
 class ConflictError(HivememError):
     """A compare-and-set lost: the record's version was not the expected one."""
 
@@ -177,10 +190,13 @@ class ValueTooLarge(HivememError, ValueError):
         self.key = key
         self.size = size
         self.limit = limit
-        super().__init__(f"value for {key!r} is {size} bytes; {where} limit is {limit} bytes")
+        what = "a value" if key is None else f"value for {key!r}"
+        size_text = f"is {size} bytes" if size >= 0 else "exceeds the limit"
+        super().__init__(f"{what} {size_text}; {where} limit is {limit} bytes")
 
 
 __all__ = [
+    "BackendClosed",
     "BackendUnavailable",
     "CodecNotInstalled",
     "ConfigError",
@@ -190,6 +206,7 @@ __all__ = [
     "FrameError",
     "HivememError",
     "InvalidKey",
+    "InvalidTTL",
     "PluginConflict",
     "PluginError",
     "PluginNotFound",
