@@ -173,7 +173,7 @@ _SCAN_PAGE = 500
 
 
 def check_ttl(ttl: float | None) -> None:
-    """Raise :class:`~hivemem.errors.InvalidTTL` unless ``ttl`` is None or a positive finite number."""
+    """Raise :class:`~hivemem.errors.InvalidTTL` unless ``ttl`` is None or positive and finite."""
     if ttl is None:
         return
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):

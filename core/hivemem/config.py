@@ -23,13 +23,13 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn
 
-from .errors import ConfigError
+from .errors import ConfigError, PluginNotFound
+from .plugins import KNOWN_PACKAGES, Plugins, get_plugins
 from .redact import redact_options, redact_spec, redact_url
 
 _DEFAULT_CACHE = ("local://",)
@@ -49,10 +49,16 @@ def _spec_repr(spec: str) -> str:
     return repr(redact_spec(spec))
 
 
+def default_path() -> Path:
+    """``$XDG_DATA_HOME/hivemem/memory.db`` (``~/.local/share/hivemem/memory.db``)."""
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return Path(base) / "hivemem" / "memory.db"
+
+
 def default_url() -> str:
     """The embedded default: ``sqlite:////home/.../.local/share/hivemem/memory.db``."""
-    from .builtin.sqlite_backend import default_path
-
     return "sqlite:///" + str(default_path())
 
 
@@ -178,94 +184,99 @@ def _structure(data: Mapping[str, Any]) -> MemoryConfig:
 
 
 def seed_backend(
-    memory_type: str, config: Mapping[str, Any], namespace: str | None = None
+    memory_type: str,
+    config: Mapping[str, Any],
+    namespace: str | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    plugins: Plugins | None = None,
 ) -> dict[str, Any]:
     """Map the seed's ``memory_type`` + backend config dict onto ``url``/``backend_options``.
 
-    redis: ``host, port, db, password, prefix`` (or ``url``); mongodb:
-    ``connection_string``/``uri`` and ``database_name``/``db``; sqlite: ``path``
-    (or ``url``); memory: nothing (``name`` optional). Any other type is looked
-    up as a URL scheme of an installed plugin with ``config["url"]``.
+    ``config["url"]`` works for every backend. Otherwise the backend's own
+    plugin maps its seed settings through the ``hivemem_seed_backend`` hook
+    (redis: ``host, port, db, password, prefix``; mongodb:
+    ``connection_string``/``uri``, ``database_name``/``db``; sqlite: ``path``;
+    memory: ``name``), reading the seed's environment variables (``env``)
+    for keys ``config`` does not give. ``namespace`` is accepted for the
+    seed's signature and unused.
     """
     kind = memory_type.lower()
     cfg = dict(config)
-    options: dict[str, Any] = {}
     if "url" in cfg:
         url = str(cfg.pop("url"))
-        options.update(cfg)
-        return {"url": url, "backend_options": options}
-    if kind == "redis":
-        host = cfg.pop("host", "localhost")
-        port = int(cfg.pop("port", 6379))
-        db = int(cfg.pop("db", 0))
-        password = cfg.pop("password", None)
-        username = cfg.pop("username", None)
-        auth = ""
-        if password:
-            auth = f"{quote(str(username or ''), safe='')}:{quote(str(password), safe='')}@"
-        elif username:
-            auth = f"{quote(str(username), safe='')}@"
-        scheme = "rediss" if cfg.pop("ssl", False) else "redis"
-        url = f"{scheme}://{auth}{host}:{port}/{db}"
-        options.update(cfg)  # prefix, socket_timeout, ...
-    elif kind in ("mongodb", "mongo"):
-        url = str(cfg.pop("connection_string", cfg.pop("uri", "mongodb://localhost:27017/")))
-        database = cfg.pop("database_name", cfg.pop("db", cfg.pop("database", None)))
-        if database is not None:
-            options["database"] = database
-        options.update(cfg)
-    elif kind == "sqlite":
-        path = cfg.pop("path", None)
-        url = default_url() if path is None else "sqlite:///" + str(Path(str(path)).expanduser())
-        options.update(cfg)
-    elif kind == "memory":
-        url = "memory://" + str(cfg.pop("name", ""))
-        options.update(cfg)
-    else:
-        raise ConfigError(
-            f"memory_type {memory_type!r} needs config={{'url': ...}}; built-in types are "
-            "redis, mongodb, sqlite, memory"
-        )
-    return {"url": url, "backend_options": options}
+        return {"url": url, "backend_options": cfg}
+    plugins = plugins if plugins is not None else get_plugins()
+    mapped = plugins.pm.hook.hivemem_seed_backend(
+        memory_type=kind, config=cfg, env=dict(env if env is not None else {})
+    )
+    if mapped is not None:
+        return dict(mapped)
+    if kind in KNOWN_PACKAGES:
+        installed = plugins.registry("backend").names()
+        raise PluginNotFound("backend", kind, installed, KNOWN_PACKAGES[kind])
+    raise ConfigError(
+        f"memory_type {memory_type!r} needs config={{'url': ...}}: no installed plugin maps "
+        f"it (installed backends: {', '.join(plugins.registry('backend').names())})"
+    )
 
 
-def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Settings found in the environment (only the ones that are set)."""
-    env = os.environ if env is None else env
-    out: dict[str, Any] = {}
+def _seed_from_env(env: Mapping[str, str], plugins: Plugins | None) -> dict[str, Any]:
     memory_type = env.get("MEMORY_TYPE")
-    if memory_type:
-        kind = memory_type.lower()
-        seed: dict[str, Any] = {}
-        if kind == "redis":
-            seed = {
-                "host": env.get("REDIS_HOST", "localhost"),
-                "port": env.get("REDIS_PORT", "6379"),
-                "db": env.get("REDIS_DB", "0"),
-                "password": env.get("REDIS_PASSWORD") or None,
-            }
-            if env.get("REDIS_PREFIX"):
-                seed["prefix"] = env["REDIS_PREFIX"]
-        elif kind in ("mongodb", "mongo"):
-            seed = {
-                "connection_string": env.get("MONGODB_URI", "mongodb://localhost:27017/"),
-                "database_name": env.get("MONGODB_DB", "agent_memory"),
-            }
-        elif kind == "sqlite" and env.get("HIVEMEM_SQLITE_PATH"):
-            seed = {"path": env["HIVEMEM_SQLITE_PATH"]}
-        if kind in ("redis", "mongodb", "mongo", "sqlite", "memory"):
-            out.update(seed_backend(kind, seed))
-        else:
-            raise ConfigError(f"MEMORY_TYPE={memory_type!r}: use redis, mongodb, sqlite or memory")
-    if env.get("MEMORY_NAMESPACE"):
-        out["namespace"] = env["MEMORY_NAMESPACE"]
-    for var, key in (
-        ("HIVEMEM_URL", "url"),
-        ("HIVEMEM_NAMESPACE", "namespace"),
-        ("HIVEMEM_SERIALIZER", "serializer"),
-        ("HIVEMEM_COMPRESSOR", "compressor"),
-        ("HIVEMEM_ENCRYPTOR", "encryptor"),
-    ):
+    if not memory_type:
+        return {}
+    try:
+        return seed_backend(memory_type, {}, env=env, plugins=plugins)
+    except PluginNotFound:
+        raise
+    except ConfigError as exc:
+        raise ConfigError(f"MEMORY_TYPE={memory_type!r}: {exc}") from None
+
+
+def _cache_secret_from_env(env: Mapping[str, str]) -> str | None:
+    if env.get("HIVEMEM_CACHE_SECRET"):
+        return env["HIVEMEM_CACHE_SECRET"]
+    path = env.get("HIVEMEM_CACHE_SECRET_FILE")
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read HIVEMEM_CACHE_SECRET_FILE={path!r}: {exc.strerror}"
+        ) from None
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+    if not lines:
+        raise ConfigError(f"HIVEMEM_CACHE_SECRET_FILE={path!r} holds no secret")
+    return ",".join(lines)
+
+
+_ENV_STRINGS = (
+    ("MEMORY_NAMESPACE", "namespace"),
+    ("HIVEMEM_URL", "url"),
+    ("HIVEMEM_NAMESPACE", "namespace"),
+    ("HIVEMEM_SERIALIZER", "serializer"),
+    ("HIVEMEM_COMPRESSOR", "compressor"),
+    ("HIVEMEM_ENCRYPTOR", "encryptor"),
+)
+_ENV_FLAGS = (
+    ("HIVEMEM_ACCEPT_PLAINTEXT", "accept_plaintext"),
+    ("HIVEMEM_TRUST_REMOTE_CACHE", "trust_remote_cache"),
+)
+
+
+def from_env(
+    env: Mapping[str, str] | None = None, *, plugins: Plugins | None = None
+) -> dict[str, Any]:
+    """Settings found in the environment (only the ones that are set).
+
+    ``HIVEMEM_*`` win over the seed's variables: ``HIVEMEM_URL`` over
+    ``MEMORY_TYPE`` (+ its plugin's ``REDIS_*``/``MONGODB_*``),
+    ``HIVEMEM_NAMESPACE`` over ``MEMORY_NAMESPACE``.
+    """
+    env = os.environ if env is None else env
+    out: dict[str, Any] = _seed_from_env(env, plugins)
+    for var, key in _ENV_STRINGS:
         if env.get(var):
             out[key] = env[var]
             if key == "url":
@@ -274,26 +285,12 @@ def from_env(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         out["cache"] = _split_caches(env["HIVEMEM_CACHE"])
     if env.get("HIVEMEM_READ_CODECS") is not None:
         out["read_codecs"] = _split_names(env["HIVEMEM_READ_CODECS"])
-    for var, key in (
-        ("HIVEMEM_ACCEPT_PLAINTEXT", "accept_plaintext"),
-        ("HIVEMEM_TRUST_REMOTE_CACHE", "trust_remote_cache"),
-    ):
+    for var, key in _ENV_FLAGS:
         if env.get(var) is not None:
             out[key] = _flag(var, env[var])
-    if env.get("HIVEMEM_CACHE_SECRET"):
-        out["cache_secret"] = env["HIVEMEM_CACHE_SECRET"]
-    elif env.get("HIVEMEM_CACHE_SECRET_FILE"):
-        path = env["HIVEMEM_CACHE_SECRET_FILE"]
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read HIVEMEM_CACHE_SECRET_FILE={path!r}: {exc.strerror}"
-            ) from None
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
-        if not lines:
-            raise ConfigError(f"HIVEMEM_CACHE_SECRET_FILE={path!r} holds no secret")
-        out["cache_secret"] = ",".join(lines)
+    secret = _cache_secret_from_env(env)
+    if secret is not None:
+        out["cache_secret"] = secret
     if env.get("HIVEMEM_CACHE_TTL"):
         try:
             out["cache_ttl"] = float(env["HIVEMEM_CACHE_TTL"])
@@ -347,4 +344,14 @@ def load_config(
     return _structure(merged)
 
 
-__all__ = ["MemoryConfig", "converter", "load_config", "mask_options", "mask_url", "seed_backend"]
+__all__ = [
+    "MemoryConfig",
+    "converter",
+    "default_path",
+    "default_url",
+    "from_env",
+    "load_config",
+    "mask_options",
+    "mask_url",
+    "seed_backend",
+]

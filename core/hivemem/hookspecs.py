@@ -6,7 +6,7 @@ of its distribution's ``pyproject.toml``::
     [project.entry-points.hivemem]
     mystore = "hivemem_mystore"
 
-It implements one or more of the five hooks below with
+It implements one or more of the five registration hooks below with
 ``@hookimpl`` (``from hivemem.plugin import hookimpl``; :mod:`hivemem.plugin`
 re-exports everything a plugin needs). All five use the same style: the hook
 receives a ``register`` callback and calls it once per thing it provides::
@@ -29,6 +29,7 @@ optional dependencies at module import time.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pluggy
@@ -127,4 +128,23 @@ def hivemem_register_commands(cli: Any) -> None:
     the Python API and use :func:`hivemem.cli.open_from_context` to open the
     memory selected by ``--url``/``--namespace``. This hook is not one of the
     five plugin kinds: it only extends the CLI.
+    """
+
+
+@hookspec(firstresult=True)
+def hivemem_seed_backend(
+    memory_type: str, config: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """Map the seed API's backend settings onto a hivemem URL.
+
+    ``memory_type`` is what the seed calls the backend (``"redis"``,
+    ``"mongodb"`` ...), lower-cased; ``config`` the seed's explicit settings
+    (``DistributedMemoryManager(config=...)``, the factory's keywords; may be
+    empty) and ``env`` the environment, for the seed's variables
+    (``REDIS_HOST`` ...). Explicit ``config`` keys win over ``env``.
+
+    Return ``{"url": ..., "backend_options": {...}}`` when ``memory_type`` is
+    yours, else None (the first non-None answer wins). This keeps every
+    backend's settings in its own plugin: the core never parses them. Not one
+    of the five plugin kinds; optional.
     """

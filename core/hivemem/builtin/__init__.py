@@ -6,6 +6,8 @@ exactly as a third-party distribution would list its own.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..hookspecs import Register
@@ -88,3 +90,21 @@ def hivemem_register_encryptors(register: Register) -> None:
     from .codecs import Identity
 
     register("none", Identity, description="no encryption")
+
+
+@hookimpl
+def hivemem_seed_backend(
+    memory_type: str, config: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The seed's ``sqlite`` (``path``, env ``HIVEMEM_SQLITE_PATH``) and ``memory`` (``name``)."""
+    options = dict(config)
+    if memory_type == "sqlite":
+        path = options.pop("path", None) or env.get("HIVEMEM_SQLITE_PATH")
+        if path is None:
+            from ..config import default_url
+
+            return {"url": default_url(), "backend_options": options}
+        return {"url": "sqlite:///" + str(Path(str(path)).expanduser()), "backend_options": options}
+    if memory_type == "memory":
+        return {"url": "memory://" + str(options.pop("name", "")), "backend_options": options}
+    return None

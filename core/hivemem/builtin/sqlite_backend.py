@@ -47,6 +47,7 @@ from ..backend import (
     SeriesStats,
     prefix_upper_bytes,
 )
+from ..config import default_path
 from ..errors import BackendUnavailable, ConfigError, ConflictError, ValueTooLarge
 
 T = TypeVar("T")
@@ -84,14 +85,6 @@ def _b(s: str) -> bytes:
 
 def _s(b: bytes) -> str:
     return bytes(b).decode("utf-8")
-
-
-def default_path() -> Path:
-    """``$XDG_DATA_HOME/hivemem/memory.db`` (``~/.local/share/hivemem/memory.db``)."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
-    return Path(base) / "hivemem" / "memory.db"
 
 
 def path_from_url(url: str) -> tuple[Path, dict[str, str]]:

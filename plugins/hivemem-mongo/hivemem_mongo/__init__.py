@@ -14,6 +14,7 @@ Nothing here imports PyMongo until a backend is built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from hivemem.plugin import Register, hookimpl
@@ -43,6 +44,24 @@ def hivemem_register_backends(register: Register) -> None:
     )
 
 
+@hookimpl
+def hivemem_seed_backend(
+    memory_type: str, config: Mapping[str, Any], env: Mapping[str, str]
+) -> dict[str, Any] | None:
+    """The seed's ``memory_type="mongodb"``: ``connection_string``/``uri`` and
+    ``database_name``/``db`` (``MONGODB_URI``, ``MONGODB_DB`` when not given)."""
+    if memory_type not in ("mongodb", "mongo"):
+        return None
+    cfg = dict(config)
+    url = cfg.pop("connection_string", None) or cfg.pop("uri", None)
+    url = str(url or env.get("MONGODB_URI") or "mongodb://localhost:27017/")
+    database = cfg.pop("database_name", None) or cfg.pop("db", None) or cfg.pop("database", None)
+    database = database or env.get("MONGODB_DB") or (None if config else "agent_memory")
+    options: dict[str, Any] = {} if database is None else {"database": database}
+    options.update(cfg)
+    return {"url": url, "backend_options": options}
+
+
 def __getattr__(name: str) -> Any:
     if name == "MongoBackend":
         from .backend import MongoBackend
@@ -51,4 +70,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["MongoBackend", "factory", "hivemem_register_backends"]
+__all__ = ["MongoBackend", "factory", "hivemem_register_backends", "hivemem_seed_backend"]
