@@ -8,9 +8,13 @@ its tests), never from the core's private modules::
 The hooks themselves are documented in :mod:`hivemem.hookspecs`. Names:
 
 * registration: :data:`hookimpl`, :class:`Register`;
-* backends: :class:`Backend`, :class:`Capabilities`, :class:`Record`,
-  :class:`SeriesEntry`, :class:`KindStats`, :class:`SeriesStats`,
-  :class:`NamespaceStats`, :func:`prefix_upper`, :func:`prefix_upper_bytes`;
+* backends: :class:`Backend` (:data:`PRIMITIVES` to implement,
+  :data:`DEFAULTS` composed from them), :class:`Capabilities`,
+  :class:`Record`, :class:`SeriesEntry`, :class:`KindStats`,
+  :class:`SeriesStats`, :class:`NamespaceStats`, :func:`check_ttl`,
+  :func:`prefix_upper`, :func:`prefix_upper_bytes`;
+* options: :class:`Option`, :func:`parse_options`, :func:`coerce_option`
+  (URL query and keyword options coerced one way, one error shape);
 * caches: :class:`Cache`, :class:`InProcessCache`;
 * codecs: :class:`Serializer`, :class:`Compressor`, :class:`Encryptor`,
   :class:`ByteCodec`, :data:`RESOURCE_NS` (where codec resources are stored);
@@ -27,6 +31,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .backend import (
+    DEFAULTS,
+    PRIMITIVES,
     Backend,
     Capabilities,
     KindStats,
@@ -34,12 +40,14 @@ from .backend import (
     Record,
     SeriesEntry,
     SeriesStats,
+    check_ttl,
     prefix_upper,
     prefix_upper_bytes,
 )
 from .cache import Cache, InProcessCache
 from .codecs import RESOURCE_NS, ByteCodec, Compressor, Encryptor, Serializer
 from .errors import (
+    BackendClosed,
     BackendUnavailable,
     CodecNotInstalled,
     ConfigError,
@@ -49,6 +57,7 @@ from .errors import (
     FrameError,
     HivememError,
     InvalidKey,
+    InvalidTTL,
     PluginConflict,
     PluginError,
     PluginNotFound,
@@ -60,6 +69,7 @@ from .errors import (
     ValueTooLarge,
 )
 from .hookspecs import Register
+from .options import Option, coerce_option, parse_options
 from .pipeline import read_header
 from .plugins import hookimpl
 from .redact import redact_url, scrub
@@ -79,8 +89,11 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "DEFAULTS",
+    "PRIMITIVES",
     "RESOURCE_NS",
     "Backend",
+    "BackendClosed",
     "BackendUnavailable",
     "ByteCodec",
     "Cache",
@@ -96,8 +109,10 @@ __all__ = [
     "HivememError",
     "InProcessCache",
     "InvalidKey",
+    "InvalidTTL",
     "KindStats",
     "NamespaceStats",
+    "Option",
     "PluginConflict",
     "PluginError",
     "PluginNotFound",
@@ -112,11 +127,14 @@ __all__ = [
     "Unsupported",
     "UntrustedCodec",
     "ValueTooLarge",
+    "check_ttl",
+    "coerce_option",
     "common_options",
     "emit",
     "guarded",
     "hookimpl",
     "open_from_context",
+    "parse_options",
     "prefix_upper",
     "prefix_upper_bytes",
     "read_header",
