@@ -17,10 +17,11 @@ from typing import Any, TypeVar
 
 import click
 
+from .codecs import RESOURCE_NS
 from .compat import render_summary
 from .config import MemoryConfig, load_config
 from .errors import HivememError
-from .memory import RESOURCE_NS, Memory, RewriteReport, open_memory
+from .memory import Memory, MemorySummary, RewriteReport, open_memory
 from .plugins import get_plugins
 from .redact import scrub, secrets_of
 
@@ -362,67 +363,110 @@ def rotate_keys(
     """
     settings: dict[str, Any] = {"accept_plaintext": True} if encrypt_plaintext else {}
 
-    async def go(m: Memory) -> dict[str, Any]:
-        summary = await m.summary()
-        picked = list(kinds) or None
-        names = list(series) or None
-        total = sum(
-            s.get("count", 0) for k, s in summary.kinds.items() if not picked or k in picked
+    async def rotate(memory: Memory) -> dict[str, Any]:
+        return await _rotate(memory, list(kinds) or None, list(series) or None, batch, decrypt)
+
+    data = run(rotate, **settings)
+    emit(data, _rotation_text(data))
+    if not data["done"]:
+        failures = "".join(f"\n  {f}" for f in data["failures"])
+        click.echo(
+            f"Error: rotation is not done: {data['remaining']} value(s) are still not under the "
+            f"primary key and today's codecs ({data['failed']} unreadable or refused); do not "
+            f"retire the old key yet. Fix what is named below, then run rotate-keys again."
+            f"{failures}",
+            err=True,
         )
-        if picked is None or names is not None:
-            total += sum(
-                s.get("length", 0) for n, s in summary.series.items() if not names or n in names
+        sys.exit(1)
+
+
+def _rotation_total(
+    summary: MemorySummary, kinds: list[str] | None, series: list[str] | None
+) -> int:
+    """How many values a rotation pass will scan (for the progress bar)."""
+    total = sum(
+        stats.get("count", 0)
+        for kind, stats in summary.kinds.items()
+        if not kinds or kind in kinds
+    )
+    if kinds is None or series is not None:
+        total += sum(
+            stats.get("length", 0)
+            for name, stats in summary.series.items()
+            if not series or name in series
+        )
+    return total
+
+
+async def _rotate(
+    memory: Memory,
+    kinds: list[str] | None,
+    series: list[str] | None,
+    batch: int,
+    decrypt: bool,
+) -> dict[str, Any]:
+    """Rewrite passes (again while writers raced, at most 3), then a check-only pass."""
+    total = _rotation_total(await memory.summary(), kinds, series)
+
+    async def one_pass() -> RewriteReport:
+        with click.progressbar(length=total, label="rewriting", file=sys.stderr) as bar:
+            seen = [0]
+
+            def progress(scanned: int, rewritten: int) -> None:
+                bar.update(scanned - seen[0])
+                seen[0] = scanned
+
+            return await memory.rewrite(
+                kinds, series=series, batch_size=batch, progress=progress, decrypt=decrypt
             )
 
-        async def one_pass() -> RewriteReport:
-            with click.progressbar(length=total, label="rewriting", file=sys.stderr) as bar:
-                seen = [0]
+    reports = [await one_pass()]
+    while reports[-1].conflicts and len(reports) < 3:  # writers raced: look again
+        reports.append(await one_pass())
+    check = await memory.rewrite(kinds, series=series, batch_size=batch, check_only=True)
+    data = _rotation_result(reports, check)
+    if data["done"]:
+        data["next_steps"] = await _rotation_next_steps(memory)
+    return data
 
-                def progress(scanned: int, rewritten: int) -> None:
-                    bar.update(scanned - seen[0])
-                    seen[0] = scanned
 
-                return await m.rewrite(
-                    picked, series=names, batch_size=batch, progress=progress, decrypt=decrypt
-                )
+def _rotation_result(reports: list[RewriteReport], check: RewriteReport) -> dict[str, Any]:
+    remaining = check.rewritten + check.series_rewritten + check.failed
+    data: dict[str, Any] = {
+        key: sum(getattr(report, key) for report in reports)
+        for key in ("rewritten", "conflicts", "series_rewritten")
+    }
+    first = reports[0]
+    data.update(
+        scanned=first.scanned,
+        skipped=first.skipped,
+        series_scanned=first.series_scanned,
+        passes=len(reports),
+        failed=check.failed,
+        failures=list(check.failures),
+        remaining=remaining,
+        done=remaining == 0,
+        next_steps=[],
+    )
+    return data
 
-        reports = [await one_pass()]
-        while reports[-1].conflicts and len(reports) < 3:  # writers raced: look again
-            reports.append(await one_pass())
-        check = await m.rewrite(picked, series=names, batch_size=batch, check_only=True)
-        remaining = check.rewritten + check.series_rewritten + check.failed
-        data: dict[str, Any] = {
-            key: sum(getattr(r, key) for r in reports)
-            for key in ("rewritten", "conflicts", "series_rewritten")
-        }
-        first = reports[0]
-        data.update(
-            scanned=first.scanned,
-            skipped=first.skipped,
-            series_scanned=first.series_scanned,
-            passes=len(reports),
-            failed=check.failed,
-            failures=list(check.failures),
-            remaining=remaining,
-            done=remaining == 0,
-            next_steps=[],
+
+async def _rotation_next_steps(memory: Memory) -> list[str]:
+    """What may still hold old values once every value is rewritten."""
+    steps = list(await memory.backend.purge_residue())
+    resources = await memory.backend.kinds(RESOURCE_NS)
+    if resources:
+        steps.append(
+            f"codec resources ({', '.join(resources)}) are stored unencrypted in the "
+            f"namespace {RESOURCE_NS!r}; a zstd dictionary trained before encryption was "
+            "on holds fragments of plaintext: train a new one (`hivemem zstd train`), "
+            "rewrite with it, and delete the old dictionary"
         )
-        if remaining == 0:
-            data["next_steps"] = await m.backend.purge_residue()
-            resources = await m.backend.kinds(RESOURCE_NS)
-            if resources:
-                data["next_steps"].append(
-                    f"codec resources ({', '.join(resources)}) are stored unencrypted in the "
-                    f"namespace {RESOURCE_NS!r}; a zstd dictionary trained before encryption was "
-                    "on holds fragments of plaintext: train a new one (`hivemem zstd train`), "
-                    "rewrite with it, and delete the old dictionary"
-                )
-            data["next_steps"].append(
-                "deploy the new key list without the retired key to every process only now"
-            )
-        return data
+    steps.append("deploy the new key list without the retired key to every process only now")
+    return steps
 
-    data = run(go, **settings)
+
+def _rotation_text(data: dict[str, Any]) -> str:
     text = (
         "scanned {scanned}, rewritten {rewritten}, already current {skipped}, changed "
         "concurrently {conflicts}; series entries scanned {series_scanned}, rewritten "
@@ -434,17 +478,7 @@ def rotate_keys(
             text += "\nwhat may still hold old values:\n" + "\n".join(
                 f"  - {step}" for step in data["next_steps"]
             )
-    emit(data, text)
-    if not data["done"]:
-        failures = "".join(f"\n  {f}" for f in data["failures"])
-        click.echo(
-            f"Error: rotation is not done: {data['remaining']} value(s) are still not under the "
-            f"primary key and today's codecs ({data['failed']} unreadable or refused); do not "
-            f"retire the old key yet. Fix what is named below, then run rotate-keys again."
-            f"{failures}",
-            err=True,
-        )
-        sys.exit(1)
+    return text
 
 
 @cli.command()

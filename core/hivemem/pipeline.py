@@ -138,16 +138,7 @@ class Pipeline:
             name: dict(opts) for name, opts in (options or {}).items()
         }
         self._instances: dict[tuple[str, str], Any] = {}
-        names = {}
-        for kind, spec in (
-            ("serializer", serializer),
-            ("compressor", compressor),
-            ("encryptor", encryptor),
-        ):
-            name, spec_opts = parse_spec(spec)
-            if spec_opts:
-                self._options.setdefault(name, {}).update(spec_opts)
-            names[kind] = name
+        names = self._parse_specs(serializer=serializer, compressor=compressor, encryptor=encryptor)
         self.serializer_name = names["serializer"]
         self.compressor_name = names["compressor"]
         self.encryptor_name = names["encryptor"]
@@ -161,17 +152,8 @@ class Pipeline:
         self.encryptor: Encryptor | None = (
             None if self.encryptor_name == "none" else self._codec("encryptor", self.encryptor_name)
         )
-        self._headers: dict[bool, bytes] = {}
-        base: list[tuple[str, str]] = [("serializer", self.serializer_name)]
-        enc: list[tuple[str, str]] = (
-            [("encryptor", self.encryptor_name)] if self.encryptor is not None else []
-        )
-        self._headers[False] = _header(base + enc)
-        self._headers[True] = _header(
-            [*base, ("compressor", self.compressor_name), *enc]
-            if self.compressor is not None
-            else base + enc
-        )
+        #: the frame header written, without and with the compressor
+        self._headers: dict[bool, bytes] = self._write_headers()
         if isinstance(read_codecs, str):
             read_codecs = read_codecs.replace(",", " ").split()
         #: codec names trusted for reading besides the configured ones
@@ -183,6 +165,28 @@ class Pipeline:
         #: headers already judged trustworthy -> their stages (only trusted ones are kept,
         #: so the memo is bounded by the configuration, not by what a store holds)
         self._trusted: dict[bytes, list[tuple[str, str]]] = {}
+
+    def _parse_specs(self, **specs: str) -> dict[str, str]:
+        """Stage -> codec name; a spec's ``?option=value`` joins that codec's options."""
+        names = {}
+        for kind, spec in specs.items():
+            name, spec_opts = parse_spec(spec)
+            if spec_opts:
+                self._options.setdefault(name, {}).update(spec_opts)
+            names[kind] = name
+        return names
+
+    def _write_headers(self) -> dict[bool, bytes]:
+        base: list[tuple[str, str]] = [("serializer", self.serializer_name)]
+        enc: list[tuple[str, str]] = (
+            [("encryptor", self.encryptor_name)] if self.encryptor is not None else []
+        )
+        compressed = (
+            [*base, ("compressor", self.compressor_name), *enc]
+            if self.compressor is not None
+            else base + enc
+        )
+        return {False: _header(base + enc), True: _header(compressed)}
 
     def __repr__(self) -> str:
         return (

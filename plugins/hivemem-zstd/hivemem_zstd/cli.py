@@ -160,37 +160,68 @@ def train(
             "readable: choose another file (or --force)"
         )
 
-    async def go(memory: Memory) -> dict[str, Any]:
-        data, encrypted = await _sample(memory, kind, samples)
-        if not data:
-            raise click.ClickException(f"no stored values of kind {kind!r} to train on")
-        encrypted = encrypted or memory.pipeline.encryptor is not None
-        if store and encrypted:
-            raise click.ClickException(
-                f"values of kind {kind!r} are encrypted, and a dictionary holds fragments of "
-                "the values it is trained on: it would be stored unencrypted. Use "
-                "--no-store --out FILE and keep the file with the keys"
-            )
-        trained = train_dictionary(data, size, level=level)
-        dict_id = dictionary_id(trained)
-        if store:
-            existing = await memory.get_resource(RESOURCE_KIND, str(dict_id))
-            if existing is not None and existing != trained:
-                raise click.ClickException(
-                    f"a different dictionary with id {dict_id} is already stored; values "
-                    "written with it need it: train with another --size or --samples"
-                )
-            await memory.put_resource(RESOURCE_KIND, str(dict_id), trained)
-        return {"data": data, "trained": trained, "dict_id": dict_id}
+    async def train_and_store(memory: Memory) -> dict[str, Any]:
+        return await _train_and_store(memory, kind, samples, size, level, store)
 
-    result = run(go)
+    result = run(train_and_store)
     data: list[bytes] = result["data"]
     trained: bytes = result["trained"]
-    dict_id: int = result["dict_id"]
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(trained)
+    report = _train_report(kind, data, trained, result["dict_id"], level, store, out)
+    where = []
+    if store:
+        where.append(f"stored in the memory as {RESOURCE_KIND} {report['dictionary_id']}")
+    if out is not None:
+        where.append(f"written to {out}")
+    emit(
+        report,
+        f"trained dictionary {report['dictionary_id']} ({len(trained)} bytes) on {len(data)} "
+        f"values of {kind!r}; {' and '.join(where)}\n"
+        f"ratio on the samples: {report['ratio_without_dictionary']}x without, "
+        f"{report['ratio_with_dictionary']}x with the dictionary\n"
+        f"turn it on for writers with: {report['setting']}",
+    )
 
+
+async def _train_and_store(
+    memory: Memory, kind: str, samples: int, size: int, level: int, store: bool
+) -> dict[str, Any]:
+    """Sample, train, and (with ``store``) keep the dictionary as a codec resource."""
+    data, encrypted = await _sample(memory, kind, samples)
+    if not data:
+        raise click.ClickException(f"no stored values of kind {kind!r} to train on")
+    encrypted = encrypted or memory.pipeline.encryptor is not None
+    if store and encrypted:
+        raise click.ClickException(
+            f"values of kind {kind!r} are encrypted, and a dictionary holds fragments of "
+            "the values it is trained on: it would be stored unencrypted. Use "
+            "--no-store --out FILE and keep the file with the keys"
+        )
+    trained = train_dictionary(data, size, level=level)
+    dict_id = dictionary_id(trained)
+    if store:
+        existing = await memory.get_resource(RESOURCE_KIND, str(dict_id))
+        if existing is not None and existing != trained:
+            raise click.ClickException(
+                f"a different dictionary with id {dict_id} is already stored; values "
+                "written with it need it: train with another --size or --samples"
+            )
+        await memory.put_resource(RESOURCE_KIND, str(dict_id), trained)
+    return {"data": data, "trained": trained, "dict_id": dict_id}
+
+
+def _train_report(
+    kind: str,
+    data: list[bytes],
+    trained: bytes,
+    dict_id: int,
+    level: int,
+    store: bool,
+    out: Path | None,
+) -> dict[str, Any]:
+    """Ratios on the samples with and without the dictionary, and the setting to use it."""
     plain = ZstdCodec(level=level, min_size=0)
     tuned = ZstdCodec(level=level, min_size=0, dictionaries={dict_id: trained}, dictionary=dict_id)
     raw = sum(len(sample) for sample in data)
@@ -202,7 +233,7 @@ def train(
     if not store:
         assert out is not None
         compressor = f"zstd?dict_dir={out.parent.resolve()}&" + compressor.partition("?")[2]
-    report = {
+    return {
         "kind": kind,
         "samples": len(data),
         "sample_bytes": raw,
@@ -215,19 +246,6 @@ def train(
         "compressor": compressor,
         "setting": _setting(compressor),
     }
-    where = []
-    if store:
-        where.append(f"stored in the memory as {RESOURCE_KIND} {dict_id}")
-    if out is not None:
-        where.append(f"written to {out}")
-    emit(
-        report,
-        f"trained dictionary {dict_id} ({len(trained)} bytes) on {len(data)} values of "
-        f"{kind!r}; {' and '.join(where)}\n"
-        f"ratio on the samples: {report['ratio_without_dictionary']}x without, "
-        f"{report['ratio_with_dictionary']}x with the dictionary\n"
-        f"turn it on for writers with: {report['setting']}",
-    )
 
 
 @zstd.command()
@@ -236,7 +254,7 @@ def train(
 def dictionaries() -> None:
     """List the zstd dictionaries stored in the memory (id and size)."""
 
-    async def go(memory: Memory) -> list[dict[str, Any]]:
+    async def list_dictionaries(memory: Memory) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
@@ -254,7 +272,7 @@ def dictionaries() -> None:
             row["writing"] = row["id"] == writing
         return sorted(rows, key=lambda row: row["id"])
 
-    rows = run(go)
+    rows = run(list_dictionaries)
     lines = [
         f"{row['id']:>10}  {row['bytes']:>7} bytes"
         + ("  (new values use it)" if row["writing"] else "")
