@@ -28,7 +28,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from hivemem.errors import BackendUnavailable
+from hivemem.plugin import BackendUnavailable
 
 log = logging.getLogger("hivemem.redis.invalidation")
 
@@ -154,10 +154,10 @@ class InvalidationHub:
     async def _drop_connection(self) -> None:
         pubsub, client = self._pubsub, self._client
         self._pubsub = self._client = None
-        for thing in (pubsub, client):
-            if thing is not None:
+        for closable in (pubsub, client):
+            if closable is not None:
                 with contextlib.suppress(Exception):
-                    await thing.aclose()
+                    await closable.aclose()
 
     async def _reconnect(self, broken: Any) -> None:
         attempt = 0

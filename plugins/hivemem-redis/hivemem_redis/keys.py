@@ -44,30 +44,30 @@ _ESCAPES = {
 _SPECIAL = frozenset(_ESCAPES)
 
 
-def utf8(s: str) -> bytes:
-    """UTF-8 bytes of ``s`` (Redis compares these with memcmp: code-point order)."""
-    return s.encode("utf-8")
+def utf8(name: str) -> bytes:
+    """UTF-8 bytes of ``name`` (Redis compares these with memcmp: code-point order)."""
+    return name.encode("utf-8")
 
 
-def escape(s: str | bytes) -> bytes:
+def escape(component: str | bytes) -> bytes:
     """Escape one key component (see the module docstring)."""
-    raw = utf8(s) if isinstance(s, str) else s
+    raw = utf8(component) if isinstance(component, str) else component
     if not _SPECIAL.intersection(raw):
         return raw
-    return b"".join(_ESCAPES.get(b, bytes((b,))) for b in raw)
+    return b"".join(_ESCAPES.get(byte, bytes((byte,))) for byte in raw)
 
 
 def unescape(raw: bytes) -> bytes:
     """Inverse of :func:`escape` (used by tests and the docs' examples)."""
     out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == ord("%"):
-            out.append(int(raw[i + 1 : i + 3], 16))
-            i += 3
+    at = 0
+    while at < len(raw):
+        if raw[at] == ord("%"):
+            out.append(int(raw[at + 1 : at + 3], 16))
+            at += 3
         else:
-            out.append(raw[i])
-            i += 1
+            out.append(raw[at])
+            at += 1
     return bytes(out)
 
 
@@ -103,7 +103,7 @@ class KindKeys:
         return self.base + b"C"
 
     def record(self, id: str) -> bytes:
-        """The record hash of ``id``."""
+        """The record string of ``id``."""
         return self.base + b"r:" + escape(id)
 
     def counters(self, id: str) -> bytes:

@@ -9,70 +9,87 @@ Accepted URLs::
     rediss+cluster://...                           (cluster over TLS)
 
 Options come from the URL query and from keyword options (keyword options
-win). The backend's own options are listed in :data:`OWN_OPTIONS`; anything
-else is handed to redis-py (``ssl_ca_certs``, ``client_name``,
+win). The backend's own options are declared in :data:`OPTIONS` (coerced by
+:func:`hivemem.plugin.parse_options`) and :data:`RAW_OPTIONS` (taken as
+given); :data:`OWN_OPTIONS` maps each name to its meaning. Anything else is
+handed to redis-py (``ssl_ca_certs``, ``client_name``,
 ``health_check_interval``, ...). The seed's configuration keys ``host``,
-``port``, ``db``, ``username`` and ``password`` are accepted as options too and
-override the URL.
+``port``, ``db``, ``username`` and ``password`` (:data:`SEED_OPTIONS`) are
+accepted as options too and override the URL.
 
-Credentials are kept out of every ``repr``, log line and error: errors name
-the server as :attr:`RedisSettings.label` (``host:port``, ``unix:/path`` or
-the cluster's node list).
+A bad value raises :class:`~hivemem.errors.ConfigError` shaped
+``redis option NAME=VALUE: problem``. Credentials are kept out of every
+``repr``, log line and error: errors name the server as
+:attr:`RedisSettings.label` (``host:port``, ``unix:/path`` or the cluster's
+node list) and the password option is declared secret.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit
 
 import attrs
-from hivemem.errors import ConfigError
+from hivemem.plugin import ConfigError, Option, coerce_option, parse_options
 
 SCHEMES = ("redis", "rediss", "unix", "redis+cluster", "rediss+cluster")
+DEFAULT_PREFIX = "hivemem:"
 
-#: options consumed by the backend itself (not passed to redis-py)
-OWN_OPTIONS = {
-    "prefix": "key prefix (default 'hivemem:'); must not contain '{' or '}'",
-    "socket_timeout": "seconds to wait for a reply before a call fails (default 5)",
-    "socket_connect_timeout": "seconds to wait for a TCP/TLS connect (default 5)",
-    "retries": "retries of idempotent calls after a connection error/timeout (default 2)",
-    "retry_backoff": "first backoff in seconds, doubled per retry (default 0.05)",
-    "retry_backoff_cap": "largest backoff in seconds (default 1.0)",
-    "max_connections": "connection pool size per server (default unbounded)",
-    "invalidation": "publish invalidation messages on writes (default true)",
-    "client": "an existing redis.asyncio client (Redis or RedisCluster) to use",
+#: the backend's own options, coerced from URL strings or typed keyword values
+OPTIONS: tuple[Option, ...] = (
+    Option(
+        "socket_timeout", "seconds", 5.0, positive=True,
+        doc="seconds to wait for a reply before a call fails (default 5)",
+    ),
+    Option(
+        "socket_connect_timeout", "seconds", None, minimum=0,
+        doc="seconds to wait for a TCP/TLS connect (default 5, or socket_timeout if smaller)",
+    ),
+    Option(
+        "retries", "int", 2, minimum=0,
+        doc="retries of idempotent calls after a connection error/timeout (default 2)",
+    ),
+    Option(
+        "retry_backoff", "seconds", 0.05, minimum=0,
+        doc="first backoff in seconds, doubled per retry (default 0.05)",
+    ),
+    Option(
+        "retry_backoff_cap", "seconds", 1.0, minimum=0,
+        doc="largest backoff in seconds (default 1.0)",
+    ),
+    Option(
+        "max_connections", "int", None, positive=True, nullable=True,
+        doc="connection pool size per server (default unbounded)",
+    ),
+    Option(
+        "invalidation", "bool", True,
+        doc="publish invalidation messages on writes (default true)",
+    ),
+)
+#: options taken as given: the prefix may be bytes, the client is an object
+RAW_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "prefix", "str", DEFAULT_PREFIX,
+        doc="key prefix (default 'hivemem:'); must not contain '{' or '}'",
+    ),
+    Option("client", doc="an existing redis.asyncio client (Redis or RedisCluster) to use"),
+)
+_DB_OPTION = Option("db", "int", doc="database number (overrides the URL)")
+#: the seed's configuration keys; they override the URL's parts
+SEED_OPTIONS: tuple[Option, ...] = (
+    Option("host", "str", doc="server host (overrides the URL)"),
+    Option("port", "int", doc="server port (overrides the URL)"),
+    _DB_OPTION,
+    Option("username", "str", nullable=True, doc="ACL user name (overrides the URL)"),
+    Option(
+        "password", "str", nullable=True, secret=True, doc="password (overrides the URL)"
+    ),
+)
+#: options consumed by the backend itself (not passed to redis-py): name -> meaning
+OWN_OPTIONS: dict[str, str] = {
+    option.name: option.doc for option in (RAW_OPTIONS[0], *OPTIONS, *RAW_OPTIONS[1:])
 }
-_SEED_OPTIONS = ("host", "port", "db", "username", "password")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _float(name: str, value: Any) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"redis option {name}={value!r}: expected a number") from None
-    if out < 0:
-        raise ConfigError(f"redis option {name}={value!r}: must be >= 0")
-    return out
-
-
-def _int(name: str, value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"redis option {name}={value!r}: expected an integer") from None
-
-
-def _bool(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"redis option {name}={value!r}: expected true or false")
 
 
 @attrs.frozen
@@ -102,107 +119,135 @@ class RedisSettings:
     client: Any = attrs.field(default=None, repr=False)
 
 
-def _split_hostport(text: str, default_port: int = 6379) -> tuple[str, int]:
-    if text.startswith("["):  # [ipv6]:port
-        host, _, rest = text[1:].partition("]")
+def _split_hostport(hostport: str, default_port: int = 6379) -> tuple[str, int]:
+    if hostport.startswith("["):  # [ipv6]:port
+        host, _, rest = hostport[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
     else:
-        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
     if not host:
-        raise ConfigError(f"redis URL: missing host in {text!r}")
+        raise ConfigError(f"redis URL: missing host in {hostport!r}")
     try:
         return host, int(port) if port else default_port
     except ValueError:
-        raise ConfigError(f"redis URL: bad port in {text!r}") from None
+        raise ConfigError(f"redis URL: bad port in {hostport!r}") from None
 
 
-def parse(url: str, options: dict[str, Any]) -> RedisSettings:
-    """Build :class:`RedisSettings` from a URL and keyword options."""
+def _prefix(raw: Any) -> bytes:
+    """The key prefix as bytes (a str is UTF-8 encoded); braces are refused."""
+    if raw is None:
+        raw = DEFAULT_PREFIX
+    prefix = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    if b"{" in prefix or b"}" in prefix:
+        raise ConfigError(
+            f"redis option prefix={raw!r}: must not contain '{{' or '}}' "
+            "(braces would override the cluster hash tags of the key layout)"
+        )
+    return prefix
+
+
+def _credentials(
+    parts: SplitResult, given: Mapping[str, Any], seed: Mapping[str, Any]
+) -> tuple[str | None, str | None]:
+    """User name and password from the URL, overridden by the options when given."""
+    userinfo = parts.netloc.rpartition("@")[0]
+    username = password = None
+    if userinfo:
+        user, sep, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if sep else None
+    if "username" in given:
+        username = seed["username"]
+    if "password" in given:
+        password = seed["password"]
+    return username, password
+
+
+def _common(
+    scheme: str, values: Mapping[str, Any], given: Mapping[str, Any], rest: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The settings every deployment shares (timeouts, retries, prefix, client ...)."""
+    timeout = values["socket_timeout"]
+    connect_timeout = values["socket_connect_timeout"]
+    if connect_timeout is None:
+        connect_timeout = min(timeout, 5.0) or 5.0
+    return dict(
+        scheme=scheme,
+        cluster=scheme.endswith("+cluster"),
+        tls=scheme.startswith("rediss"),
+        prefix=_prefix(given.get("prefix")),
+        socket_timeout=timeout,
+        socket_connect_timeout=connect_timeout,
+        retries=values["retries"],
+        retry_backoff=values["retry_backoff"],
+        retry_backoff_cap=values["retry_backoff_cap"],
+        invalidation=values["invalidation"],
+        max_connections=values["max_connections"],
+        passthrough={str(key): value for key, value in rest.items() if value is not None},
+        client=given.get("client"),
+    )
+
+
+def _cluster(parts: SplitResult, seed: Mapping[str, Any], common: dict[str, Any]) -> RedisSettings:
+    if seed["db"] not in (None, 0) or parts.path not in ("", "/"):
+        raise ConfigError("redis+cluster URL: Redis Cluster has only database 0")
+    hostinfo = parts.netloc.rpartition("@")[2]
+    nodes = tuple(_split_hostport(node) for node in hostinfo.split(",") if node)
+    if seed["host"] is not None:
+        nodes = ((seed["host"], seed["port"] or 6379),)
+    if not nodes:
+        raise ConfigError("redis+cluster URL needs at least one host:port")
+    label = ",".join(f"{host}:{port}" for host, port in nodes)
+    return RedisSettings(label=label, nodes=nodes, **common)
+
+
+def _unix(parts: SplitResult, seed: Mapping[str, Any], common: dict[str, Any]) -> RedisSettings:
+    path = unquote(parts.path)
+    if not path:
+        raise ConfigError("unix:// redis URL needs a socket path: unix:///path/to/redis.sock")
+    db = seed["db"] if seed["db"] is not None else 0
+    return RedisSettings(label=f"unix:{path}", path=path, db=db, **common)
+
+
+def _standalone(
+    parts: SplitResult, seed: Mapping[str, Any], common: dict[str, Any]
+) -> RedisSettings:
+    hostinfo = parts.netloc.rpartition("@")[2]
+    host, port = _split_hostport(hostinfo) if hostinfo else ("localhost", 6379)
+    if seed["host"] is not None:
+        host = seed["host"]
+    if seed["port"] is not None:
+        port = seed["port"]
+    db = 0
+    path_db = parts.path.strip("/")
+    if path_db:
+        db = coerce_option("redis", _DB_OPTION, path_db)
+    if seed["db"] is not None:
+        db = seed["db"]
+    return RedisSettings(label=f"{host}:{port}", host=host, port=port, db=db, **common)
+
+
+def parse(url: str, options: Mapping[str, Any]) -> RedisSettings:
+    """Build :class:`RedisSettings` from a URL and keyword options (options win)."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ConfigError(
             f"redis backend: unsupported URL scheme {scheme!r}; use one of {', '.join(SCHEMES)}"
         )
-    query: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    query.update(options)
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    username = password = None
-    if userinfo:
-        user, sep, pw = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(pw) if sep else None
-    if "username" in query:
-        username = query.pop("username") or None
-    if "password" in query:
-        password = query.pop("password") or None
-
-    prefix = query.pop("prefix", "hivemem:")
-    if prefix is None:
-        prefix = "hivemem:"
-    prefix_b = prefix.encode("utf-8") if isinstance(prefix, str) else bytes(prefix)
-    if b"{" in prefix_b or b"}" in prefix_b:
-        raise ConfigError(
-            f"redis option prefix={prefix!r}: must not contain '{{' or '}}' "
-            "(braces would override the cluster hash tags of the key layout)"
-        )
-    timeout = _float("socket_timeout", query.pop("socket_timeout", 5.0))
-    connect_timeout = _float(
-        "socket_connect_timeout", query.pop("socket_connect_timeout", min(timeout, 5.0) or 5.0)
-    )
-    if timeout == 0:
-        raise ConfigError("redis option socket_timeout must be > 0")
-    retries = _int("retries", query.pop("retries", 2))
-    if retries < 0:
-        raise ConfigError(f"redis option retries={retries}: must be >= 0")
-    backoff = _float("retry_backoff", query.pop("retry_backoff", 0.05))
-    backoff_cap = _float("retry_backoff_cap", query.pop("retry_backoff_cap", 1.0))
-    invalidation = _bool("invalidation", query.pop("invalidation", True))
-    max_conn_raw = query.pop("max_connections", None)
-    max_connections = None if max_conn_raw in (None, "") else _int("max_connections", max_conn_raw)
-    client = query.pop("client", None)
-    host_opt = query.pop("host", None)
-    port_opt = query.pop("port", None)
-    db_opt = query.pop("db", None)
-    passthrough = {str(k): v for k, v in query.items() if v is not None}
-
-    cluster = scheme.endswith("+cluster")
-    tls = scheme.startswith("rediss")
-    common = dict(
-        scheme=scheme, cluster=cluster, tls=tls, prefix=prefix_b,
-        socket_timeout=timeout, socket_connect_timeout=connect_timeout, retries=retries,
-        retry_backoff=backoff, retry_backoff_cap=backoff_cap, invalidation=invalidation,
-        max_connections=max_connections, username=username, password=password,
-        passthrough=passthrough, client=client,
-    )
-    if cluster:
-        if db_opt not in (None, 0, "0") or parts.path not in ("", "/"):
-            raise ConfigError("redis+cluster URL: Redis Cluster has only database 0")
-        nodes = tuple(_split_hostport(n) for n in hostinfo.split(",") if n)
-        if host_opt is not None:
-            nodes = ((str(host_opt), int(port_opt or 6379)),)
-        if not nodes:
-            raise ConfigError("redis+cluster URL needs at least one host:port")
-        label = ",".join(f"{h}:{p}" for h, p in nodes)
-        return RedisSettings(label=label, nodes=nodes, **common)
+    given: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
+    given.update(options)
+    values, rest = parse_options("redis", OPTIONS, given)
+    seed, rest = parse_options("redis", SEED_OPTIONS, rest)
+    for option in RAW_OPTIONS:
+        rest.pop(option.name, None)
+    common = _common(scheme, values, given, rest)
+    common["username"], common["password"] = _credentials(parts, given, seed)
+    if common["cluster"]:
+        return _cluster(parts, seed, common)
     if scheme == "unix":
-        path = unquote(parts.path)
-        if not path:
-            raise ConfigError("unix:// redis URL needs a socket path: unix:///path/to/redis.sock")
-        db = _int("db", db_opt if db_opt is not None else 0)
-        return RedisSettings(label=f"unix:{path}", path=path, db=db, **common)
-    host, port = _split_hostport(hostinfo) if hostinfo else ("localhost", 6379)
-    if host_opt is not None:
-        host = str(host_opt)
-    if port_opt is not None:
-        port = _int("port", port_opt)
-    db = 0
-    path_db = parts.path.strip("/")
-    if path_db:
-        db = _int("db", path_db)
-    if db_opt is not None:
-        db = _int("db", db_opt)
-    return RedisSettings(label=f"{host}:{port}", host=host, port=port, db=db, **common)
+        return _unix(parts, seed, common)
+    return _standalone(parts, seed, common)
 
 
 def passthrough_kwargs(settings: RedisSettings) -> dict[str, Any]:

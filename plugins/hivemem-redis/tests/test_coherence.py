@@ -169,6 +169,13 @@ async def test_a_write_in_one_process_is_never_served_stale_by_another(
     )
 
 
+async def _write_in_step(mem: Any, reader: _Reader, values: tuple[int, ...], **wait: Any) -> None:
+    """A writes each value in turn and waits until B has served it."""
+    for value in values:
+        await mem.put("doc", "K", value)
+        await reader.until(value, **wait)
+
+
 async def test_killed_subscription_drops_the_local_cache_on_reconnect(
     redis_server_factory, freeze
 ) -> None:
@@ -185,9 +192,7 @@ async def test_killed_subscription_drops_the_local_cache_on_reconnect(
             await mem.put("doc", "K", 0)
             await reader.ready()
             await reader.until(0)
-            for i in (1, 2):
-                await mem.put("doc", "K", i)
-                await reader.until(i)
+            await _write_in_step(mem, reader, (1, 2))
             assert subscribers() == 2
             # B is stopped, then both processes lose their pub/sub connection: B cannot
             # resubscribe before the next write, however long anything takes
@@ -208,9 +213,7 @@ async def test_killed_subscription_drops_the_local_cache_on_reconnect(
             t_seen = await reader.until(3, timeout=60)
             window = t_seen - t_resumed
             # and coherence by message is back afterwards
-            for i in (4, 5, 6):
-                await mem.put("doc", "K", i)
-                await reader.until(i, timeout=60)
+            await _write_in_step(mem, reader, (4, 5, 6), timeout=60)
             await mem.put("doc", "K", "stop")
             await reader.finish()
     finally:

@@ -13,22 +13,22 @@ pytestmark = pytest.mark.usefixtures("hivemem_runner")
 async def test_unix_socket(redis_server_factory, make_backend, tmp_path) -> None:
     sock = tmp_path / "redis.sock"
     redis_server_factory(extra_args=("--unixsocket", str(sock), "--unixsocketperm", "700"))
-    b = await make_backend(f"unix://{sock}?db=2")
-    assert await b.put("ns", "k", "a", b"v") == 1
-    assert (await b.get("ns", "k", "a")).value == b"v"
-    assert b.label == f"unix:{sock}"
+    backend = await make_backend(f"unix://{sock}?db=2")
+    assert await backend.put("ns", "k", "a", b"v") == 1
+    assert (await backend.get("ns", "k", "a")).value == b"v"
+    assert backend.label == f"unix:{sock}"
 
 
 async def test_caller_supplied_client_is_used_and_left_open(redis_server, make_backend) -> None:
     client = aioredis.Redis.from_url(redis_server.url)
-    b = await make_backend("redis://ignored:1/0", client=client)
-    peer = await make_backend(redis_server.url, prefix=b.settings.prefix.decode())
+    backend = await make_backend("redis://ignored:1/0", client=client)
+    peer = await make_backend(redis_server.url, prefix=backend.settings.prefix.decode())
     seen: list[tuple[str, str | None]] = []
-    await b.subscribe("ns", lambda kind, id: seen.append((kind, id)))
+    await backend.subscribe("ns", lambda kind, id: seen.append((kind, id)))
     await peer.put("ns", "k", "a", b"v")
-    assert (await b.get("ns", "k", "a")).value == b"v"
+    assert (await backend.get("ns", "k", "a")).value == b"v"
     await eventually(lambda: seen == [("k", "a")], timeout=30, what="invalidation")
-    await b.close()
+    await backend.close()
     assert await client.ping()  # not ours to close
     await client.aclose()
 
@@ -43,8 +43,8 @@ async def test_decoding_client_is_refused(redis_server, make_backend) -> None:
 async def test_acl_user_and_wrong_password(redis_server_factory, make_backend) -> None:
     server = redis_server_factory()
     server.command("ACL", "SETUSER", "agent", "on", ">s3cret", "~*", "&*", "+@all")
-    b = await make_backend(f"redis://agent:s3cret@127.0.0.1:{server.port}/0")
-    assert await b.put("ns", "k", "a", b"v") == 1
+    backend = await make_backend(f"redis://agent:s3cret@127.0.0.1:{server.port}/0")
+    assert await backend.put("ns", "k", "a", b"v") == 1
     bad = await make_backend(f"redis://agent:wrong@127.0.0.1:{server.port}/0", open=False)
     with pytest.raises(BackendUnavailable) as info:
         await bad.open()

@@ -17,7 +17,7 @@ async def test_acknowledged_writes_survive_kill_9(redis_server_factory, make_bac
     server = redis_server_factory(appendonly=True, appendfsync="always")
     # the kill shows as a reset or a refusal at once; a slow reply on a busy machine
     # must not stop a writer early, so the timeout is generous
-    b = await make_backend(server.url, socket_timeout=10, retries=0)
+    backend = await make_backend(server.url, socket_timeout=10, retries=0)
     acked_records: dict[str, bytes] = {}
     acked_entries: list[bytes] = []
     acked_incr = 0
@@ -28,11 +28,11 @@ async def test_acknowledged_writes_survive_kill_9(redis_server_factory, make_bac
         try:
             while True:
                 value = f"w{w}-{i}".encode() * 10
-                await b.put("ns", "k", f"w{w}-{i}", value)
+                await backend.put("ns", "k", f"w{w}-{i}", value)
                 acked_records[f"w{w}-{i}"] = value
-                await b.append("ns", "log", value)
+                await backend.append("ns", "log", value)
                 acked_entries.append(value)
-                await b.incr("ns", "q", "total", "n")
+                await backend.incr("ns", "q", "total", "n")
                 acked_incr += 1
                 i += 1
         except BackendUnavailable:
@@ -47,7 +47,7 @@ async def test_acknowledged_writes_survive_kill_9(redis_server_factory, make_bac
     snapshot_incr = acked_incr
 
     server.restart()
-    after = await make_backend(server.url, prefix=b.settings.prefix.decode())
+    after = await make_backend(server.url, prefix=backend.settings.prefix.decode())
     stored = await after.get_many("ns", "k", list(snapshot_records))
     missing = [k for k in snapshot_records if k not in stored]
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {missing[:3]}"

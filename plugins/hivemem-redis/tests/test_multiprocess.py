@@ -49,8 +49,8 @@ async def test_concurrent_incr_from_processes_is_exact(any_url, make_backend) ->
     n = 200
     procs = [_spawn("incr", any_url, prefix, str(n), "0.5") for _ in range(PROCS)]
     await asyncio.get_running_loop().run_in_executor(None, _finish, procs)
-    b = await make_backend(any_url, prefix=prefix)
-    assert await b.get_counters("ns", "q", ["state"]) == {"state": {"value": PROCS * n * 0.5}}
+    backend = await make_backend(any_url, prefix=prefix)
+    assert await backend.get_counters("ns", "q", ["state"]) == {"state": {"value": PROCS * n * 0.5}}
 
 
 async def test_compare_and_set_from_processes_loses_no_update(any_url, make_backend) -> None:
@@ -58,8 +58,8 @@ async def test_compare_and_set_from_processes_loses_no_update(any_url, make_back
     n = 40
     procs = [_spawn("cas", any_url, prefix, str(n)) for _ in range(PROCS)]
     await asyncio.get_running_loop().run_in_executor(None, _finish, procs)
-    b = await make_backend(any_url, prefix=prefix)
-    rec = await b.get("ns", "policy", "p")
+    backend = await make_backend(any_url, prefix=prefix)
+    rec = await backend.get("ns", "policy", "p")
     assert json.loads(rec.value) == PROCS * n
     assert rec.version == PROCS * n
 

@@ -81,16 +81,16 @@ def store(request: pytest.FixtureRequest) -> Iterator[Store]:
 MakeBackend = Callable[..., Awaitable[RedisBackend]]
 
 
-def _record_key(b: RedisBackend, id: str) -> bytes:
-    return KeyLayout(b.settings.prefix).kind(NS, KIND).record(id)
+def _record_key(backend: RedisBackend, id: str) -> bytes:
+    return KeyLayout(backend.settings.prefix).kind(NS, KIND).record(id)
 
 
 async def _corrupt_kind(store: Store, make_backend: MakeBackend, garbage: bytes) -> RedisBackend:
     """A kind with records ``a``, ``bad`` and ``c``; ``bad`` then overwritten with garbage."""
-    b = await make_backend(store.url)
-    await b.put_many(NS, KIND, {"a": b"A", BAD: b"B", "c": b"C"})
-    store.set(_record_key(b, BAD), garbage)
-    return b
+    backend = await make_backend(store.url)
+    await backend.put_many(NS, KIND, {"a": b"A", BAD: b"B", "c": b"C"})
+    store.set(_record_key(backend, BAD), garbage)
+    return backend
 
 
 def _names_the_record(exc: pytest.ExceptionInfo[FrameError]) -> None:
@@ -102,18 +102,18 @@ def _names_the_record(exc: pytest.ExceptionInfo[FrameError]) -> None:
 async def test_every_read_path_raises_frame_error_naming_the_record(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
     with pytest.raises(FrameError) as exc:
-        await b.get(NS, KIND, BAD)
+        await backend.get(NS, KIND, BAD)
     _names_the_record(exc)
     with pytest.raises(FrameError) as exc:
-        await b.get_many(NS, KIND, ["a", BAD, "c"])
+        await backend.get_many(NS, KIND, ["a", BAD, "c"])
     _names_the_record(exc)
     with pytest.raises(FrameError) as exc:
-        await b.list_records(NS, KIND)
+        await backend.list_records(NS, KIND)
     _names_the_record(exc)
     with pytest.raises(FrameError) as exc:
-        await b.list_records(NS, KIND, reverse=True, limit=2)
+        await backend.list_records(NS, KIND, reverse=True, limit=2)
     _names_the_record(exc)
 
 
@@ -121,64 +121,65 @@ async def test_every_read_path_raises_frame_error_naming_the_record(
 async def test_the_other_records_still_read(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
-    a = await b.get(NS, KIND, "a")
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    a = await backend.get(NS, KIND, "a")
     assert a is not None and (a.value, a.version) == (b"A", 1)
-    many = await b.get_many(NS, KIND, ["a", "c", "missing"])
+    many = await backend.get_many(NS, KIND, ["a", "c", "missing"])
     assert {id: r.value for id, r in many.items()} == {"a": b"A", "c": b"C"}
-    assert [(id, r.value) for id, r in await b.list_records(NS, KIND, limit=1)] == [("a", b"A")]
-    assert [(id, r.value) for id, r in await b.list_records(NS, KIND, "c")] == [("c", b"C")]
+    first = await backend.list_records(NS, KIND, limit=1)
+    assert [(id, r.value) for id, r in first] == [("a", b"A")]
+    assert [(id, r.value) for id, r in await backend.list_records(NS, KIND, "c")] == [("c", b"C")]
     # the id is stored, so id listings and the kind statistics keep it
-    assert await b.list_ids(NS, KIND) == ["a", BAD, "c"]
-    stats = await b.namespace_stats(NS)
+    assert await backend.list_ids(NS, KIND) == ["a", BAD, "c"]
+    stats = await backend.namespace_stats(NS)
     assert stats.kinds[KIND].count == 3
     assert stats.kinds[KIND].bytes == 2 + max(len(GARBAGE[case]) - 32, 0)
     # ... and the statistics walk did not drop its index entry
-    assert await b.list_ids(NS, KIND) == ["a", BAD, "c"]
-    assert await b.kinds(NS) == [KIND]
+    assert await backend.list_ids(NS, KIND) == ["a", BAD, "c"]
+    assert await backend.kinds(NS) == [KIND]
 
 
 async def test_absent_is_still_none(store: Store, make_backend: MakeBackend) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE["empty"])
-    assert await b.get(NS, KIND, "never-written") is None
-    assert await b.get_many(NS, KIND, ["never-written"]) == {}
+    backend = await _corrupt_kind(store, make_backend, GARBAGE["empty"])
+    assert await backend.get(NS, KIND, "never-written") is None
+    assert await backend.get_many(NS, KIND, ["never-written"]) == {}
 
 
 @pytest.mark.parametrize("case", NON_EMPTY)
 async def test_compare_and_set_refuses_a_corrupt_header(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
     for expected in (0, 1):
         with pytest.raises(FrameError) as exc:
-            await b.put(NS, KIND, BAD, b"new", expected_version=expected)
+            await backend.put(NS, KIND, BAD, b"new", expected_version=expected)
         _names_the_record(exc)
         with pytest.raises(FrameError) as exc:
-            await b.delete(NS, KIND, BAD, expected_version=expected)
+            await backend.delete(NS, KIND, BAD, expected_version=expected)
         _names_the_record(exc)
     # nothing was changed by the refused writes
-    assert store.raw.get(_record_key(b, BAD)) == GARBAGE[case]
+    assert store.raw.get(_record_key(backend, BAD)) == GARBAGE[case]
 
 
 @pytest.mark.parametrize("case", list(GARBAGE))
 async def test_an_unconditional_put_replaces_a_corrupt_record(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
-    assert await b.put(NS, KIND, BAD, b"fixed") == 1
-    rec = await b.get(NS, KIND, BAD)
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    assert await backend.put(NS, KIND, BAD, b"fixed") == 1
+    rec = await backend.get(NS, KIND, BAD)
     assert rec is not None and (rec.value, rec.version, rec.expires_at) == (b"fixed", 1, None)
-    assert await b.put(NS, KIND, BAD, b"again", expected_version=1) == 2
-    assert [id for id, _ in await b.list_records(NS, KIND)] == ["a", BAD, "c"]
+    assert await backend.put(NS, KIND, BAD, b"again", expected_version=1) == 2
+    assert [id for id, _ in await backend.list_records(NS, KIND)] == ["a", BAD, "c"]
 
 
 @pytest.mark.parametrize("case", list(GARBAGE))
 async def test_put_many_replaces_a_corrupt_record(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
-    await b.put_many(NS, KIND, {BAD: b"fixed", "a": b"A2"})
-    got = await b.get_many(NS, KIND, [BAD, "a"])
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    await backend.put_many(NS, KIND, {BAD: b"fixed", "a": b"A2"})
+    got = await backend.get_many(NS, KIND, [BAD, "a"])
     assert {id: (r.value, r.version) for id, r in got.items()} == {
         BAD: (b"fixed", 1),
         "a": (b"A2", 2),
@@ -189,26 +190,26 @@ async def test_put_many_replaces_a_corrupt_record(
 async def test_an_unconditional_delete_removes_a_corrupt_record(
     store: Store, make_backend: MakeBackend, case: str
 ) -> None:
-    b = await _corrupt_kind(store, make_backend, GARBAGE[case])
-    key = _record_key(b, BAD)
-    assert await b.delete(NS, KIND, BAD) is True
+    backend = await _corrupt_kind(store, make_backend, GARBAGE[case])
+    key = _record_key(backend, BAD)
+    assert await backend.delete(NS, KIND, BAD) is True
     assert not store.exists(key)
-    assert await b.get(NS, KIND, BAD) is None
-    assert await b.list_ids(NS, KIND) == ["a", "c"]
-    assert await b.delete(NS, KIND, BAD) is False
+    assert await backend.get(NS, KIND, BAD) is None
+    assert await backend.list_ids(NS, KIND) == ["a", "c"]
+    assert await backend.delete(NS, KIND, BAD) is False
 
 
 async def test_a_series_entry_shorter_than_its_seq_is_a_frame_error(
     store: Store, make_backend: MakeBackend
 ) -> None:
-    b = await make_backend(store.url)
-    await b.append(NS, "log", b"ok", ts=1.0)
-    entries = KeyLayout(b.settings.prefix).series(NS, "log").entries
+    backend = await make_backend(store.url)
+    await backend.append(NS, "log", b"ok", ts=1.0)
+    entries = KeyLayout(backend.settings.prefix).series(NS, "log").entries
     store.raw.zadd(entries, {b"\x00\x01": 2.0})
     with pytest.raises(FrameError) as exc:
-        await b.read_series(NS, "log")
+        await backend.read_series(NS, "log")
     assert exc.value.key == "series:log"
-    assert [e.value for e in await b.read_series(NS, "log", end=2.0)] == [b"ok"]
+    assert [e.value for e in await backend.read_series(NS, "log", end=2.0)] == [b"ok"]
 
 
 @pytest.mark.parametrize("case", ["truncated", "non_hex", "empty"])
