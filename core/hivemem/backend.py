@@ -560,6 +560,10 @@ class Backend(abc.ABC):
 
 
 Backend.open = _guard_open(Backend.open)  # type: ignore[method-assign]
+# the base's own defaults that do not go through a primitive are guarded too
+for _name in ("stats", "rewrite_series", "purge_residue", "subscribe"):
+    setattr(Backend, _name, _guard(_name, vars(Backend)[_name]))
+del _name
 
 
 __all__ = [
