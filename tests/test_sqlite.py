@@ -14,6 +14,7 @@ import time
 
 import hivemem
 import pytest
+from hivemem.builtin import sqlite_records
 from hivemem.builtin.sqlite_backend import SQLiteBackend, path_from_url
 
 WRITER = textwrap.dedent(
@@ -117,7 +118,11 @@ def test_prefix_listing_and_series_reads_use_indexes(tmp_path):
         await backend.close()
 
     asyncio.run(setup())
-    sql, args = backend._range_sql("id, value", "ns", "k", "a", 10, "a0", False)
+    sql, args = sqlite_records.range_query("id, value", "ns", "k", "a", 10, "a0", False)
+    plan = _plan(str(backend.path), sql, tuple(args))
+    assert "USING INDEX hm_records_key" in plan and "SCAN" not in plan, plan
+    # the ids-only scan (values=False), descending, is an index range too
+    sql, args = sqlite_records.range_query("id", "ns", "k", "a", 10, None, True)
     plan = _plan(str(backend.path), sql, tuple(args))
     assert "USING INDEX hm_records_key" in plan and "SCAN" not in plan, plan
     plan = _plan(
@@ -187,5 +192,79 @@ def test_locked_database_is_backend_unavailable(tmp_path):
             assert await mem.get("k", "a") == 1
             await mem.put("k", "a", 3)
             assert await mem.get("k", "a") == 3
+
+    asyncio.run(main())
+
+
+def test_value_over_sqlite_length_limit_is_value_too_large(tmp_path):
+    async def main():
+        backend = SQLiteBackend(f"sqlite:///{tmp_path}/big.db")
+        await backend.open()
+        try:
+            # lower SQLITE_LIMIT_LENGTH on the writer's connection instead of writing 1 GB
+            await backend._writer.run(lambda c: c.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000))
+            with pytest.raises(hivemem.ValueTooLarge) as info:
+                await backend.put("n", "k", "big", b"x" * 2000)
+            assert await backend.get("n", "k", "big") is None
+            await backend.put("n", "k", "small", b"x" * 10)
+        finally:
+            await backend.close()
+        return info.value
+
+    error = asyncio.run(main())
+    assert str(error) == "a value exceeds the limit; sqlite limit is 1000000000 bytes"
+    assert (error.key, error.size, error.limit) == (None, -1, 1_000_000_000)
+
+
+def test_ids_only_scan_reads_no_values(tmp_path):
+    statements: list[str] = []
+
+    async def main():
+        backend = SQLiteBackend(f"sqlite:///{tmp_path}/scan.db")
+        await backend.open()
+        try:
+            await backend.put_many("n", "k", {"a1": b"v1", "a2": b"v2", "b1": b"v3"})
+            await backend._reader.run(lambda c: c.set_trace_callback(statements.append))
+            ids = await backend.scan("n", "k", "a", values=False)
+            rows = await backend.scan("n", "k", "a", reverse=True, limit=1)
+            listed = await backend.list_ids("n", "k", cursor="a1")
+        finally:
+            await backend.close()
+        return ids, rows, listed
+
+    ids, rows, listed = asyncio.run(main())
+    assert ids == [("a1", None), ("a2", None)]
+    assert [(i, r.value, r.version) for i, r in rows] == [("a2", b"v2", 1)]
+    assert listed == ["a2", "b1"]
+    assert statements[0].startswith("SELECT id FROM"), statements
+    assert statements[1].startswith("SELECT id, value, version, expires_at FROM"), statements
+
+
+def test_options_are_coerced_and_checked():
+    backend = SQLiteBackend("sqlite:///x.db?busy_timeout=250&synchronous=NORMAL", purge_interval=5)
+    assert (backend.busy_timeout, backend.synchronous, backend.purge_interval) == (250, "normal", 5)
+    for url, needle in [
+        ("sqlite:///x.db?synchronous=sometimes", "sqlite option synchronous='sometimes': use "),
+        ("sqlite:///x.db?secure_delete=maybe", "sqlite option secure_delete='maybe': use "),
+        ("sqlite:///x.db?busy_timeout=soon", "sqlite option busy_timeout='soon': expected an"),
+        ("sqlite:///x.db?purge_interval=-1", "sqlite option purge_interval='-1': must be >= 0"),
+        ("sqlite:///x.db?bogus=1", "unknown sqlite option(s): bogus"),
+    ]:
+        with pytest.raises(hivemem.ConfigError) as info:
+            SQLiteBackend(url)
+        assert needle in str(info.value), (url, str(info.value))
+
+
+def test_calls_outside_open_raise_backend_closed(tmp_path):
+    async def main():
+        backend = SQLiteBackend(f"sqlite:///{tmp_path}/life.db")
+        with pytest.raises(hivemem.BackendUnavailable, match="sqlite backend is not open"):
+            await backend.get("n", "k", "a")
+        assert not (tmp_path / "life.db").exists()  # no lazy open
+        await backend.open()
+        await backend.put("n", "k", "a", b"v")
+        await backend.close()
+        with pytest.raises(hivemem.BackendUnavailable, match="sqlite backend is closed"):
+            await backend.put("n", "k", "a", b"v")
 
     asyncio.run(main())

@@ -48,57 +48,69 @@ DEFAULT_MAX_SIZE = 64 * 1024 * 1024
 
 def _encode(obj: Any) -> Any:
     """Return a JSON-ready structure; the same object when nothing needs tagging."""
-    t = type(obj)
-    if t is str or t is int or t is bool or obj is None:
+    # hot path: every stored value walks through here once per node. The plain JSON
+    # types are tested inline with ``type(obj) is`` (no call, no isinstance); only
+    # what needs a tag or a conversion costs one more call (_encode_other).
+    obj_type = type(obj)
+    if obj_type is str or obj_type is int or obj_type is bool or obj is None:
         return obj
-    if t is float:
+    if obj_type is float:
         if obj != obj or obj in (float("inf"), float("-inf")):
             return {TAG: "float", "v": repr(obj)}
         return obj
-    if t is dict:
+    if obj_type is dict:
         out: dict[str, Any] | None = None
         for k, v in obj.items():
             if type(k) is not str or k == TAG:
                 return {TAG: "dict", "v": [[_encode(k), _encode(v)] for k, v in obj.items()]}
-            nv = _encode(v)
-            if nv is not v:
+            encoded = _encode(v)
+            if encoded is not v:
                 if out is None:
                     out = dict(obj)
-                out[k] = nv
+                out[k] = encoded
         return obj if out is None else out
-    if t is list:
-        lst: list[Any] | None = None
+    if obj_type is list:
+        out_list: list[Any] | None = None
         for i, v in enumerate(obj):
-            nv = _encode(v)
-            if nv is not v:
-                if lst is None:
-                    lst = list(obj)
-                lst[i] = nv
-        return obj if lst is None else lst
-    if t is tuple:
+            encoded = _encode(v)
+            if encoded is not v:
+                if out_list is None:
+                    out_list = list(obj)
+                out_list[i] = encoded
+        return obj if out_list is None else out_list
+    return _encode_other(obj, obj_type)
+
+
+def _encode_other(obj: Any, obj_type: type) -> Any:
+    """Tag the extended types (exact types only); anything else goes to _encode_subclass."""
+    if obj_type is tuple:
         return {TAG: "tuple", "v": [_encode(v) for v in obj]}
-    if t is set or t is frozenset:
+    if obj_type is set or obj_type is frozenset:
         items = list(obj)
         try:
             items.sort()
         except TypeError:
             pass
-        return {TAG: "set" if t is set else "frozenset", "v": [_encode(v) for v in items]}
-    if t is bytes or t is bytearray:
+        return {TAG: "set" if obj_type is set else "frozenset", "v": [_encode(v) for v in items]}
+    if obj_type is bytes or obj_type is bytearray:
         return {TAG: "bytes", "v": base64.b64encode(obj).decode("ascii")}
-    if t is dt.datetime:
+    if obj_type is dt.datetime:
         return {TAG: "datetime", "v": obj.isoformat()}
-    if t is dt.date:
+    if obj_type is dt.date:
         return {TAG: "date", "v": obj.isoformat()}
-    if t is dt.time:
+    if obj_type is dt.time:
         return {TAG: "time", "v": obj.isoformat()}
-    if t is dt.timedelta:
+    if obj_type is dt.timedelta:
         return {TAG: "timedelta", "v": [obj.days, obj.seconds, obj.microseconds]}
-    if t is decimal.Decimal:
+    if obj_type is decimal.Decimal:
         return {TAG: "decimal", "v": str(obj)}
-    if t is uuid.UUID:
+    if obj_type is uuid.UUID:
         return {TAG: "uuid", "v": str(obj)}
-    # subclasses of the JSON types: keep the value, lose the subclass
+    return _encode_subclass(obj, obj_type)
+
+
+def _encode_subclass(obj: Any, obj_type: type) -> Any:
+    """Reduce a subclass of a JSON type to its base type; refuse anything else."""
     if isinstance(obj, bool):
         return bool(obj)
     if isinstance(obj, int):
@@ -112,12 +124,12 @@ def _encode(obj: Any) -> Any:
     if isinstance(obj, list):
         return _encode(list(obj))
     hint = ""
-    if hasattr(type(obj), "__attrs_attrs__"):
+    if hasattr(obj_type, "__attrs_attrs__"):
         hint = "; convert it with attrs.asdict() or cattrs.unstructure() first"
-    elif hasattr(type(obj), "__dataclass_fields__"):
+    elif hasattr(obj_type, "__dataclass_fields__"):
         hint = "; convert it with dataclasses.asdict() first"
     raise SerializationError(
-        f"json serializer cannot store a {t.__module__}.{t.__qualname__}{hint}"
+        f"json serializer cannot store a {obj_type.__module__}.{obj_type.__qualname__}{hint}"
     )
 
 
@@ -311,10 +323,10 @@ class ZlibCompressor(Compressor):
 
     def decode(self, data: bytes) -> bytes:
         """Decompress at most ``max_output_size`` bytes; ValueError past it."""
-        d = zlib.decompressobj()
-        out = d.decompress(data, self.max_output_size)
-        if d.unconsumed_tail:
+        stream = zlib.decompressobj()
+        out = stream.decompress(data, self.max_output_size)
+        if stream.unconsumed_tail:
             raise ValueError(f"zlib output exceeds max_output_size={self.max_output_size}")
-        if not d.eof:
+        if not stream.eof:
             raise ValueError("truncated zlib stream")
         return out

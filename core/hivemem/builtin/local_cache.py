@@ -2,9 +2,10 @@
 
 URL options: ``local://?max_entries=10000&max_bytes=67108864&ttl=300``
 (``ttl`` is the default TTL in seconds for entries set without one; 0 means
-none). The cache holds bytes; the :class:`~hivemem.memory.Memory` stores a
-private snapshot of each decoded value and builds a fresh object on every hit,
-so no caller can mutate what the cache holds.
+none); a bad value reads ``local cache option NAME=VALUE: ...``. The cache
+holds bytes; the :class:`~hivemem.memory.Memory` stores a private snapshot of
+each decoded value and builds a fresh object on every hit, so no caller can
+mutate what the cache holds.
 """
 
 from __future__ import annotations
@@ -16,17 +17,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..cache import InProcessCache
 from ..errors import ConfigError
+from ..options import Option, parse_options
 
-
-def _int_option(options: dict[str, Any], name: str, default: int) -> int:
-    raw = options.get(name, default)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"local cache option {name}={raw!r} is not an integer") from None
-    if value < 0:
-        raise ConfigError(f"local cache option {name}={raw!r} must be >= 0")
-    return value
+#: the URL query options (keyword options override them)
+OPTIONS = (
+    Option("max_entries", "int", 10_000, minimum=0, doc="most entries held; 0 caches nothing"),
+    Option("max_bytes", "int", 64 * 1024 * 1024, minimum=0, doc="most bytes of keys and values"),
+    Option("ttl", "seconds", 0.0, minimum=0, nullable=True, doc="default TTL; 0 or empty: none"),
+)
 
 
 class LocalCache(InProcessCache):
@@ -39,14 +37,15 @@ class LocalCache(InProcessCache):
         parts = urlsplit(url)
         if parts.scheme != "local":
             raise ConfigError(f"local cache needs a local:// URL, got {parts.scheme!r}")
-        merged = dict(parse_qsl(parts.query))
-        merged.update(options)
-        unknown = set(merged) - {"max_entries", "max_bytes", "ttl"}
+        values, unknown = parse_options(
+            "local cache", OPTIONS, dict(parse_qsl(parts.query)), options
+        )
         if unknown:
             raise ConfigError(f"unknown local cache option(s): {', '.join(sorted(unknown))}")
-        self.max_entries = _int_option(merged, "max_entries", 10_000)
-        self.max_bytes = _int_option(merged, "max_bytes", 64 * 1024 * 1024)
-        self.default_ttl = float(merged.get("ttl", 0) or 0) or None
+        self.max_entries: int = values["max_entries"]
+        self.max_bytes: int = values["max_bytes"]
+        #: TTL in seconds of entries set without one (None: until evicted)
+        self.default_ttl: float | None = values["ttl"] or None
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
         self._bytes = 0
         self.hits = self.misses = self.sets = self.evictions = self.expirations = 0

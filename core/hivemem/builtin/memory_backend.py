@@ -29,24 +29,28 @@ from ..backend import (
 from ..errors import ConfigError, ConflictError
 
 
-class _Store:
+class MemoryStore:
+    """The dicts one ``memory://`` store keeps (shared by every backend of a named store)."""
+
     def __init__(self) -> None:
+        #: (ns, kind) -> {id: record}
         self.records: dict[tuple[str, str], dict[str, Record]] = {}
+        #: (ns, kind) -> the ids of ``records[(ns, kind)]``, sorted (for listings)
         self.sorted_ids: dict[tuple[str, str], list[str]] = {}
+        #: (ns, series) -> entries as (ts, seq, value), sorted
         self.series: dict[tuple[str, str], list[tuple[float, int, bytes]]] = {}
+        #: (ns, kind, id) -> {field: value}
         self.counters: dict[tuple[str, str, str], dict[str, float]] = {}
+        #: the last series ``seq`` handed out
         self.seq = 0
 
 
-_NAMED: dict[str, _Store] = {}
+_NAMED: dict[str, MemoryStore] = {}
 
 
-def _ttl_to_expiry(ttl: float | None) -> float | None:
-    if ttl is None:
-        return None
-    if ttl <= 0:
-        raise ValueError(f"ttl must be > 0 seconds, got {ttl!r}")
-    return time.time() + ttl
+def _expiry(ttl: float | None) -> float | None:
+    """Absolute expiry of a write with ``ttl`` (checked by the base class: None or > 0)."""
+    return None if ttl is None else time.time() + ttl
 
 
 class MemoryBackend(Backend):
@@ -62,8 +66,8 @@ class MemoryBackend(Backend):
         if parts.scheme != "memory":
             raise ConfigError(f"memory backend needs a memory:// URL, got scheme {parts.scheme!r}")
         self.store_name = (parts.netloc + parts.path).strip("/")
-        self._store: _Store | None = None
-        self._closed = False
+        #: the data; :meth:`open` swaps in the shared store of a named ``memory://NAME``
+        self.store = MemoryStore()
 
     def __repr__(self) -> str:
         from ..redact import redact_url
@@ -75,22 +79,13 @@ class MemoryBackend(Backend):
 
         return redact_url("memory://" + self.store_name)[len("memory://") :] or None
 
-    @property
-    def s(self) -> _Store:
-        if self._store is None:
-            if self.store_name:
-                self._store = _NAMED.setdefault(self.store_name, _Store())
-            else:
-                self._store = _Store()
-        return self._store
-
     async def open(self) -> None:
-        """Attach to the (named or private) store."""
-        _ = self.s
+        """Attach to the named store (created on first use) or keep the private one."""
+        if self.store_name:
+            self.store = _NAMED.setdefault(self.store_name, MemoryStore())
 
     async def close(self) -> None:
-        """Detach. A private store is dropped; a named one stays for other users."""
-        self._closed = True
+        """Detach. A private store is dropped with the backend; a named one stays for others."""
 
     async def ping(self) -> bool:
         """Always reachable."""
@@ -98,20 +93,20 @@ class MemoryBackend(Backend):
 
     async def stats(self) -> dict[str, Any]:
         """Number of kinds, records and series held."""
-        s = self.s
+        store = self.store
         return {
             "backend": "memory",
             "store": self._shown_name(),
-            "records": sum(len(d) for d in s.records.values()),
-            "series": len(s.series),
+            "records": sum(len(by_id) for by_id in store.records.values()),
+            "series": len(store.series),
         }
 
     # -- helpers ---------------------------------------------------------------
     def _live(self, ns: str, kind: str, id: str, now: float) -> Record | None:
-        d = self.s.records.get((ns, kind))
-        if d is None:
+        by_id = self.store.records.get((ns, kind))
+        if by_id is None:
             return None
-        rec = d.get(id)
+        rec = by_id.get(id)
         if rec is None:
             return None
         if rec.expires_at is not None and rec.expires_at <= now:
@@ -121,31 +116,33 @@ class MemoryBackend(Backend):
 
     def _remove(self, ns: str, kind: str, id: str) -> None:
         key = (ns, kind)
-        d = self.s.records.get(key)
-        if d is None or id not in d:
+        store = self.store
+        by_id = store.records.get(key)
+        if by_id is None or id not in by_id:
             return
-        del d[id]
-        ids = self.s.sorted_ids[key]
+        del by_id[id]
+        ids = store.sorted_ids[key]
         i = bisect.bisect_left(ids, id)
         if i < len(ids) and ids[i] == id:
             del ids[i]
-        if not d:
-            del self.s.records[key]
-            del self.s.sorted_ids[key]
+        if not by_id:
+            del store.records[key]
+            del store.sorted_ids[key]
 
-    def _store_rec(self, ns: str, kind: str, id: str, rec: Record) -> None:
+    def _write(self, ns: str, kind: str, id: str, rec: Record) -> None:
         key = (ns, kind)
-        d = self.s.records.get(key)
-        if d is None:
-            d = self.s.records[key] = {}
-            self.s.sorted_ids[key] = []
-        if id not in d:
-            bisect.insort(self.s.sorted_ids[key], id)
-        d[id] = rec
+        store = self.store
+        by_id = store.records.get(key)
+        if by_id is None:
+            by_id = store.records[key] = {}
+            store.sorted_ids[key] = []
+        if id not in by_id:
+            bisect.insort(store.sorted_ids[key], id)
+        by_id[id] = rec
 
     # -- records -----------------------------------------------------------------
     async def get(self, ns: str, kind: str, id: str) -> Record | None:
-        """See :meth:`Backend.get`."""
+        """See :meth:`Backend.get` (one dict lookup: no batch to build)."""
         return self._live(ns, kind, id, time.time())
 
     async def get_many(self, ns: str, kind: str, ids: Sequence[str]) -> dict[str, Record]:
@@ -169,27 +166,26 @@ class MemoryBackend(Backend):
         expected_version: int | None = None,
     ) -> int:
         """See :meth:`Backend.put`."""
-        expires = _ttl_to_expiry(ttl)
+        expires = _expiry(ttl)
         cur = self._live(ns, kind, id, time.time())
         if expected_version is not None:
             actual = cur.version if cur else 0
             if actual != expected_version:
                 raise ConflictError(f"{kind}/{id}", expected_version, cur.version if cur else None)
         version = (cur.version if cur else 0) + 1
-        self._store_rec(ns, kind, id, Record(bytes(value), version, expires))
+        self._write(ns, kind, id, Record(bytes(value), version, expires))
         return version
 
     async def put_many(
         self, ns: str, kind: str, items: Mapping[str, bytes], *, ttl: float | None = None
     ) -> None:
         """See :meth:`Backend.put_many`."""
-        expires = _ttl_to_expiry(ttl)
+        expires = _expiry(ttl)
         now = time.time()
         for id, value in items.items():
             cur = self._live(ns, kind, id, now)
-            self._store_rec(
-                ns, kind, id, Record(bytes(value), (cur.version if cur else 0) + 1, expires)
-            )
+            version = (cur.version if cur else 0) + 1
+            self._write(ns, kind, id, Record(bytes(value), version, expires))
 
     async def delete(
         self, ns: str, kind: str, id: str, *, expected_version: int | None = None
@@ -208,13 +204,14 @@ class MemoryBackend(Backend):
     async def delete_many(self, ns: str, kind: str, ids: Sequence[str]) -> int:
         """See :meth:`Backend.delete_many`."""
         now = time.time()
-        n = 0
+        removed = 0
         for id in set(ids):
             if self._live(ns, kind, id, now) is not None:
                 self._remove(ns, kind, id)
-                n += 1
-        return n
+                removed += 1
+        return removed
 
+    # -- listing -------------------------------------------------------------------
     def _scan(
         self,
         ns: str,
@@ -224,52 +221,69 @@ class MemoryBackend(Backend):
         cursor: str | None,
         reverse: bool,
     ) -> list[tuple[str, Record]]:
-        key = (ns, kind)
-        ids = self.s.sorted_ids.get(key)
+        """Live ``(id, record)`` pairs in listing order (binary search, then a walk)."""
+        ids = self.store.sorted_ids.get((ns, kind))
         if not ids or (limit is not None and limit <= 0):
             return []
-        d = self.s.records[key]
+        if reverse:
+            upper = prefix_upper(prefix)
+            end = len(ids) if upper is None else bisect.bisect_left(ids, upper)
+            if cursor is not None:
+                end = min(end, bisect.bisect_left(ids, cursor))
+            positions = range(end - 1, -1, -1)
+        else:
+            start = bisect.bisect_left(ids, prefix)
+            if cursor is not None:
+                start = max(start, bisect.bisect_right(ids, cursor))
+            positions = range(start, len(ids))
+        return self._walk(ns, kind, ids, positions, prefix, limit)
+
+    def _walk(
+        self,
+        ns: str,
+        kind: str,
+        ids: list[str],
+        positions: range,
+        prefix: str,
+        limit: int | None,
+    ) -> list[tuple[str, Record]]:
+        """Live records at ``positions`` of ``ids`` until the prefix ends or ``limit`` is met.
+
+        Expired records met on the way are removed.
+        """
+        by_id = self.store.records[(ns, kind)]
         now = time.time()
         out: list[tuple[str, Record]] = []
         expired: list[str] = []
-        if not reverse:
-            lo = bisect.bisect_left(ids, prefix)
-            if cursor is not None:
-                lo = max(lo, bisect.bisect_right(ids, cursor))
-            i = lo
-            while i < len(ids):
-                id = ids[i]
-                if not id.startswith(prefix):
+        for i in positions:
+            id = ids[i]
+            if not id.startswith(prefix):
+                break
+            rec = by_id[id]
+            if rec.expires_at is not None and rec.expires_at <= now:
+                expired.append(id)
+            else:
+                out.append((id, rec))
+                if limit is not None and len(out) >= limit:
                     break
-                rec = d[id]
-                if rec.expires_at is not None and rec.expires_at <= now:
-                    expired.append(id)
-                else:
-                    out.append((id, rec))
-                    if limit is not None and len(out) >= limit:
-                        break
-                i += 1
-        else:
-            upper = prefix_upper(prefix)
-            hi = len(ids) if upper is None else bisect.bisect_left(ids, upper)
-            if cursor is not None:
-                hi = min(hi, bisect.bisect_left(ids, cursor))
-            i = hi - 1
-            while i >= 0:
-                id = ids[i]
-                if not id.startswith(prefix):
-                    break
-                rec = d[id]
-                if rec.expires_at is not None and rec.expires_at <= now:
-                    expired.append(id)
-                else:
-                    out.append((id, rec))
-                    if limit is not None and len(out) >= limit:
-                        break
-                i -= 1
         for id in expired:
             self._remove(ns, kind, id)
         return out
+
+    async def scan(
+        self,
+        ns: str,
+        kind: str,
+        prefix: str = "",
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        reverse: bool = False,
+        values: bool = True,
+    ) -> list[tuple[str, Record | None]]:
+        """See :meth:`Backend.scan`."""
+        rows: list[Any] = self._scan(ns, kind, prefix, limit, cursor, reverse)
+        return rows if values else [(id, None) for id, _ in rows]
 
     async def list_ids(
         self,
@@ -281,7 +295,7 @@ class MemoryBackend(Backend):
         cursor: str | None = None,
         reverse: bool = False,
     ) -> list[str]:
-        """See :meth:`Backend.list_ids`."""
+        """See :meth:`Backend.list_ids` (one pass over the walk, no ``(id, None)`` pairs)."""
         return [id for id, _ in self._scan(ns, kind, prefix, limit, cursor, reverse)]
 
     async def list_records(
@@ -294,29 +308,29 @@ class MemoryBackend(Backend):
         cursor: str | None = None,
         reverse: bool = False,
     ) -> list[tuple[str, Record]]:
-        """See :meth:`Backend.list_records`."""
+        """See :meth:`Backend.list_records` (the walk's own list, no filtering pass)."""
         return self._scan(ns, kind, prefix, limit, cursor, reverse)
 
     async def kinds(self, ns: str) -> list[str]:
         """See :meth:`Backend.kinds`."""
         out = []
-        for n, kind in list(self.s.records):
-            if n == ns and self._scan(ns, kind, "", 1, None, False):
+        for owner, kind in list(self.store.records):
+            if owner == ns and self._scan(ns, kind, "", 1, None, False):
                 out.append(kind)
         return sorted(out)
 
     async def namespace_stats(self, ns: str) -> NamespaceStats:
         """See :meth:`Backend.namespace_stats`."""
         kinds = {}
-        for n, kind in list(self.s.records):
-            if n != ns:
+        for owner, kind in list(self.store.records):
+            if owner != ns:
                 continue
             live = self._scan(ns, kind, "", None, None, False)
             if live:
                 kinds[kind] = KindStats(len(live), sum(len(r.value) for _, r in live))
         series = {}
-        for (n, name), entries in self.s.series.items():
-            if n == ns and entries:
+        for (owner, name), entries in self.store.series.items():
+            if owner == ns and entries:
                 series[name] = SeriesStats(
                     len(entries), sum(len(e[2]) for e in entries), entries[0][0], entries[-1][0]
                 )
@@ -324,14 +338,14 @@ class MemoryBackend(Backend):
 
     async def drop_namespace(self, ns: str) -> None:
         """See :meth:`Backend.drop_namespace`."""
-        s = self.s
-        for key in [k for k in s.records if k[0] == ns]:
-            del s.records[key]
-            del s.sorted_ids[key]
-        for key in [k for k in s.series if k[0] == ns]:
-            del s.series[key]
-        for ckey in [k for k in s.counters if k[0] == ns]:
-            del s.counters[ckey]
+        store = self.store
+        for key in [k for k in store.records if k[0] == ns]:
+            del store.records[key]
+            del store.sorted_ids[key]
+        for key in [k for k in store.series if k[0] == ns]:
+            del store.series[key]
+        for counter_key in [k for k in store.counters if k[0] == ns]:
+            del store.counters[counter_key]
 
     # -- series --------------------------------------------------------------------
     async def append(
@@ -339,9 +353,9 @@ class MemoryBackend(Backend):
     ) -> SeriesEntry:
         """See :meth:`Backend.append`."""
         ts = time.time() if ts is None else float(ts)
-        self.s.seq += 1
-        item = (ts, self.s.seq, bytes(value))
-        bisect.insort(self.s.series.setdefault((ns, series), []), item)
+        self.store.seq += 1
+        item = (ts, self.store.seq, bytes(value))
+        bisect.insort(self.store.series.setdefault((ns, series), []), item)
         return SeriesEntry(*item)
 
     async def replace_series(
@@ -350,13 +364,13 @@ class MemoryBackend(Backend):
         """See :meth:`Backend.replace_series`."""
         items = []
         for ts, value in entries:
-            self.s.seq += 1
-            items.append((float(ts), self.s.seq, bytes(value)))
+            self.store.seq += 1
+            items.append((float(ts), self.store.seq, bytes(value)))
         items.sort()
         if items:
-            self.s.series[(ns, series)] = items
+            self.store.series[(ns, series)] = items
         else:
-            self.s.series.pop((ns, series), None)
+            self.store.series.pop((ns, series), None)
 
     async def read_series(
         self,
@@ -369,7 +383,7 @@ class MemoryBackend(Backend):
         latest: bool = False,
     ) -> list[SeriesEntry]:
         """See :meth:`Backend.read_series`."""
-        items = self.s.series.get((ns, series), [])
+        items = self.store.series.get((ns, series), [])
         lo = 0 if start is None else bisect.bisect_left(items, (start,))
         hi = len(items) if end is None else bisect.bisect_left(items, (end,))
         if limit is not None:
@@ -385,19 +399,19 @@ class MemoryBackend(Backend):
         """See :meth:`Backend.series_names`."""
         return sorted(
             name
-            for (n, name), items in self.s.series.items()
-            if n == ns and items and name.startswith(prefix)
+            for (owner, name), items in self.store.series.items()
+            if owner == ns and items and name.startswith(prefix)
         )
 
     async def delete_series(self, ns: str, series: str) -> int:
         """See :meth:`Backend.delete_series`."""
-        return len(self.s.series.pop((ns, series), []))
+        return len(self.store.series.pop((ns, series), []))
 
     async def rewrite_series(
         self, ns: str, series: str, changes: Sequence[tuple[int, bytes, bytes]]
     ) -> int:
         """See :meth:`Backend.rewrite_series` (one pass, no await: atomic per call)."""
-        items = self.s.series.get((ns, series))
+        items = self.store.series.get((ns, series))
         if not items or not changes:
             return 0
         at = {seq: i for i, (_, seq, _) in enumerate(items)}
@@ -413,7 +427,7 @@ class MemoryBackend(Backend):
     # -- counters --------------------------------------------------------------------
     async def incr(self, ns: str, kind: str, id: str, field: str, amount: float = 1.0) -> float:
         """See :meth:`Backend.incr`."""
-        fields = self.s.counters.setdefault((ns, kind, id), {})
+        fields = self.store.counters.setdefault((ns, kind, id), {})
         fields[field] = fields.get(field, 0.0) + float(amount)
         return fields[field]
 
@@ -423,11 +437,11 @@ class MemoryBackend(Backend):
         """See :meth:`Backend.get_counters`."""
         out = {}
         for id in ids:
-            fields = self.s.counters.get((ns, kind, id))
+            fields = self.store.counters.get((ns, kind, id))
             if fields:
                 out[id] = dict(fields)
         return out
 
     async def delete_counters(self, ns: str, kind: str, id: str) -> bool:
         """See :meth:`Backend.delete_counters`."""
-        return self.s.counters.pop((ns, kind, id), None) is not None
+        return self.store.counters.pop((ns, kind, id), None) is not None

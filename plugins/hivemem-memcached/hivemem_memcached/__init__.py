@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hivemem.hookspecs import Register
-from hivemem.plugins import hookimpl
+from hivemem.plugin import Register, hookimpl
 
 if TYPE_CHECKING:
     from .cache import MemcachedCache

@@ -16,7 +16,8 @@ What this module guarantees on top of the raw client:
   connection whose previous reply is still in flight, and every later reply
   on it is read by the wrong request. Whenever a call is cut short, this
   cache retires that server's whole client (pool) and starts a fresh one; the
-  retired client is closed once its last in-flight call finishes.
+  retired client is closed once its last in-flight call finishes (each
+  server's pools, health and dirty keys: :mod:`hivemem_memcached.server`).
 * **No stale values after a lost invalidation.** A ``set``/``delete`` that
   fails or times out may or may not have reached the server (a stalled
   server executes buffered commands when it resumes). The key is then
@@ -31,26 +32,18 @@ What this module guarantees on top of the raw client:
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import aiomcache
-from hivemem.cache import Cache
+from hivemem.plugin import Cache
 
 from .keys import derive_key, derive_lease_key, pick
-from .settings import (
-    ITEM_OVERHEAD,
-    ITEM_SIZE_LIMIT,
-    MemcachedSettings,
-    ServerAddress,
-    parse_url,
-)
+from .server import FAILED, MAX_DIRTY, Failed, Server, key_locator
+from .settings import ITEM_OVERHEAD, ITEM_SIZE_LIMIT, parse_url
 
 log = logging.getLogger("hivemem.memcached")
 
@@ -60,10 +53,6 @@ T = TypeVar("T")
 _RELATIVE_TTL_LIMIT = 30 * 24 * 3600
 #: keys per ``get`` command line (several lines are pipelined concurrently)
 _MULTI_GET_CHUNK = 100
-#: dirty keys remembered per server before it is flushed instead
-MAX_DIRTY = 10_000
-#: recently used keys whose derived key and server are remembered (per cache)
-_KEY_MEMO = 4096
 #: longer keys are derived each time (the memo's memory stays small)
 _KEY_MEMO_MAX_LEN = 256
 
@@ -72,18 +61,6 @@ _SET = aiomcache.Client.set
 _ADD = aiomcache.Client.add
 _DELETE = aiomcache.Client.delete
 _MULTI_GET = aiomcache.Client.multi_get
-
-
-class _Failed:
-    """Sentinel: the call did not complete (server down, error or timeout)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "FAILED"
-
-
-FAILED = _Failed()
 
 
 def exptime(ttl: float | None) -> int | None:
@@ -105,131 +82,6 @@ def exptime(ttl: float | None) -> int | None:
     return seconds
 
 
-def _key_memo(
-    prefix: str, servers: Sequence[_Server], server_ids: Sequence[bytes]
-) -> Callable[[str], tuple[str, _Server]]:
-    """A small LRU memo of key -> (derived key, server): hot keys skip the hashing."""
-
-    @functools.lru_cache(maxsize=_KEY_MEMO)
-    def locate(key: str) -> tuple[str, _Server]:
-        derived = derive_key(prefix, key)
-        return derived, pick(servers, server_ids, derived)
-
-    return locate
-
-
-class _Slots:
-    """A fair (FIFO) counting gate: at most ``n`` holders, waiters served in order.
-
-    ``asyncio.Semaphore`` with less work per call. A released slot is handed
-    straight to the oldest waiter, so a caller that releases and asks again
-    queues behind the others: no waiter is starved until its timeout.
-    """
-
-    __slots__ = ("free", "waiters")
-
-    def __init__(self, n: int) -> None:
-        self.free = n
-        self.waiters: deque[asyncio.Future[None]] = deque()
-
-    async def acquire(self) -> None:
-        if self.free > 0 and not self.waiters:
-            self.free -= 1
-            return
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.waiters.append(fut)
-        try:
-            await fut
-        except BaseException:
-            if fut.done() and not fut.cancelled():
-                self.release()  # handed a slot, then cut: pass it on
-            else:
-                try:
-                    self.waiters.remove(fut)
-                except ValueError:
-                    pass
-            raise
-
-    def release(self) -> None:
-        waiters = self.waiters
-        while waiters:
-            fut = waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)  # the slot goes to this waiter
-                return
-        self.free += 1
-
-
-class _Server:
-    """One memcached server: its client, health, and keys whose invalidation may be lost."""
-
-    def __init__(self, address: ServerAddress, settings: MemcachedSettings) -> None:
-        self.address = address
-        self.label = address.label
-        self.id = hashlib.blake2b(self.label.encode(), digest_size=32).digest()
-        self._settings = settings
-        self.client: aiomcache.Client | None = None
-        #: in-flight calls per client (current and retired ones)
-        self.inflight: dict[aiomcache.Client, int] = {}
-        self.retired: list[aiomcache.Client] = []
-        #: bounds calls in flight to the pool size; waiters queue in order
-        self.slots = _Slots(settings.pool_size)
-        self.failures = 0
-        self.down_until = 0.0
-        self.backoff = settings.retry_after
-        self.probing = False
-        #: derived keys whose last write/delete did not surely reach this server
-        self.dirty: dict[str, None] = {}
-        #: too many dirty keys: flush the server before trusting it again
-        self.must_flush = False
-
-    def __repr__(self) -> str:
-        return f"<memcached server {self.label} {'down' if self.is_down else 'up'}>"
-
-    @property
-    def is_down(self) -> bool:
-        return self.failures >= self._settings.down_after
-
-    def current_client(self) -> aiomcache.Client:
-        if self.client is None:
-            self.client = aiomcache.Client(
-                self.address.host,
-                self.address.port,
-                pool_size=self._settings.pool_size,
-                pool_minsize=1,
-            )
-        return self.client
-
-    def mark_dirty(self, derived: Sequence[str]) -> None:
-        for key in derived:
-            self.dirty[key] = None
-        if len(self.dirty) > MAX_DIRTY:
-            self.dirty.clear()
-            self.must_flush = True
-
-    def retire_client(self) -> None:
-        """Stop handing out the current client; it is closed when its last call ends."""
-        if self.client is not None:
-            self.retired.append(self.client)
-            self.client = None
-
-    async def reap(self) -> None:
-        """Close retired clients that no call is using any more."""
-        idle = [c for c in self.retired if not self.inflight.get(c)]
-        for client in idle:
-            self.retired.remove(client)
-            self.inflight.pop(client, None)
-            await client.close()
-
-    async def close(self) -> None:
-        """Close every client (the current one and retired ones)."""
-        self.retire_client()
-        clients, self.retired = self.retired, []
-        self.inflight.clear()
-        for client in clients:
-            await client.close()
-
-
 class MemcachedCache(Cache):
     """A cache tier on one or more memcached servers.
 
@@ -247,9 +99,9 @@ class MemcachedCache(Cache):
     def __init__(self, url: str = "memcached://127.0.0.1:11211", **options: Any) -> None:
         self.settings = parse_url(url, **options)
         self.max_value_size = self.settings.max_value_size  # type: ignore[misc]
-        self._servers = [_Server(a, self.settings) for a in self.settings.servers]
-        self._server_ids = [s.id for s in self._servers]
-        self._key_info = _key_memo(self.settings.prefix, self._servers, self._server_ids)
+        self._servers = [Server(address, self.settings) for address in self.settings.servers]
+        self._server_ids = [server.id for server in self._servers]
+        self._locate_short = key_locator(self.settings.prefix, self._servers, self._server_ids)
         self._timeout = self.settings.timeout
         self._down_after = self.settings.down_after
         self.hits = self.misses = self.sets = self.deletes = 0
@@ -261,14 +113,14 @@ class MemcachedCache(Cache):
         self._closed = False
 
     def __repr__(self) -> str:
-        servers = ",".join(s.label for s in self._servers)
+        servers = ",".join(server.label for server in self._servers)
         return f"MemcachedCache(memcached://{servers}, timeout={self.settings.timeout})"
 
     # -- plumbing ---------------------------------------------------------------------
     @property
     def servers(self) -> list[str]:
         """``host:port`` of every configured server, in URL order."""
-        return [s.label for s in self._servers]
+        return [server.label for server in self._servers]
 
     def server_for(self, key: str) -> str:
         """``host:port`` of the server that holds ``key`` (rendezvous hashing)."""
@@ -278,32 +130,41 @@ class MemcachedCache(Cache):
         """The memcached key that holds ``key``'s value (for inspection and tests)."""
         return derive_key(self.settings.prefix, key).encode("ascii")
 
-    def _route(self, derived: str) -> _Server:
+    def _route(self, derived: str) -> Server:
         return pick(self._servers, self._server_ids, derived)
 
-    def _locate(self, key: str) -> tuple[str, _Server]:
+    def _locate(self, key: str) -> tuple[str, Server]:
         """``key``'s derived key and the server that holds it (memoised for short keys)."""
         if len(key) <= _KEY_MEMO_MAX_LEN:
-            return self._key_info(key)
+            return self._locate_short(key)
         derived = derive_key(self.settings.prefix, key)
         return derived, self._route(derived)
 
-    def _group(self, derived: Sequence[str]) -> dict[_Server, list[str]]:
-        groups: dict[_Server, list[str]] = {}
+    def _group(self, derived: Sequence[str]) -> dict[Server, list[str]]:
+        groups: dict[Server, list[str]] = {}
         for key in derived:
             groups.setdefault(self._route(key), []).append(key)
         return groups
 
-    def _admit(self, server: _Server) -> bool | None:
-        """May a call go to ``server`` now? True: yes, as its probe; False: yes; None: no."""
+    def _admit(self, server: Server, writes: Sequence[str]) -> bool | None:
+        """May a call go to ``server`` now? True: yes, as its probe; False: yes; None: no.
+
+        Asked only when the cache is closed or the server is down (the fast
+        path of :meth:`_call` checks both first). On None, ``writes`` are dirty.
+        """
+        if self._closed:
+            server.mark_dirty(writes)
+            return None
         if not server.is_down:
             return False
         if server.probing or self.clock() < server.down_until:
+            self.skipped += 1
+            server.mark_dirty(writes)
             return None
         server.probing = True
         return True
 
-    def _failed(self, server: _Server, *, probe: bool) -> None:
+    def _failed(self, server: Server, *, probe: bool) -> None:
         was_down = server.is_down
         server.failures += 1
         if not server.is_down or (was_down and not probe):
@@ -312,11 +173,14 @@ class MemcachedCache(Cache):
         if not was_down:
             log.warning(
                 "memcached %s marked down after %d failures; its keys are misses, "
-                "next probe in %.2fs", server.label, server.failures, server.backoff,
+                "next probe in %.2fs",
+                server.label,
+                server.failures,
+                server.backoff,
             )
         server.backoff = min(server.backoff * 2, self.settings.max_retry_after)
 
-    def _succeeded(self, server: _Server) -> None:
+    def _succeeded(self, server: Server) -> None:
         if server.is_down:
             log.warning("memcached %s answers again; back in use", server.label)
         server.failures = 0
@@ -334,77 +198,64 @@ class MemcachedCache(Cache):
             self.errors += 1
         return True
 
+    def _call_failed(
+        self, server: Server, writes: Sequence[str], exc: Exception, *, running: bool, probe: bool
+    ) -> None:
+        """Count a call that raised ``exc`` and mark what it leaves uncertain."""
+        if isinstance(exc, TimeoutError):
+            self.timeouts += 1
+            server.abandon(writes, running=running)
+            if running:  # (cut while waiting for a slot: the server did nothing wrong)
+                self._failed(server, probe=probe)
+            return
+        server.mark_dirty(writes)
+        if self._refused(exc):
+            self._succeeded(server)
+        else:
+            self.errors += 1
+            log.debug("memcached %s call failed: %r", server.label, exc)
+            self._failed(server, probe=probe)
+
     async def _call(
         self,
-        server: _Server,
+        server: Server,
         op: Callable[..., Awaitable[T]],
         *args: Any,
         writes: Sequence[str] = (),
         **kwargs: Any,
-    ) -> T | _Failed:
-        """Run ``op(client, *args, **kwargs)`` on ``server`` within the timeout.
+    ) -> T | Failed:
+        """Run ``op(client, *args, **kwargs)`` on ``server`` within the timeout; FAILED on error.
 
-        FAILED instead of any error. ``writes`` are the derived keys ``op``
-        sets or deletes: when the call does not surely complete they become
-        dirty on that server.
+        ``writes``: the derived keys ``op`` sets or deletes, dirty unless the call surely completes.
         """
-        if self._closed:
-            server.mark_dirty(writes)
-            return FAILED
-        probe = False
-        if server.failures >= self._down_after:
-            admitted = self._admit(server)
-            if admitted is None:
-                self.skipped += 1
-                server.mark_dirty(writes)
+        probe: bool | None = False
+        if self._closed or server.failures >= self._down_after:
+            probe = self._admit(server, writes)
+            if probe is None:
                 return FAILED
-            probe = admitted
         client = server.client
         if client is None:
             client = server.current_client()
-        slots = server.slots
         inflight = server.inflight
         running = False
         try:
             async with asyncio.timeout(self._timeout):
-                # waiting for a slot counts against the timeout, but a call cut
-                # while waiting has used no connection: the pool stays in use
-                await slots.acquire()
+                # the slot wait counts against the timeout; cut there, no connection was used
+                await server.slots.acquire()
+                running = True
+                inflight[client] = inflight.get(client, 0) + 1
                 try:
-                    running = True
-                    inflight[client] = inflight.get(client, 0) + 1
-                    try:
-                        if server.must_flush:
-                            await client.flush_all()
-                            server.must_flush = False
-                            server.dirty.clear()
-                        result = await op(client, *args, **kwargs)
-                    finally:
-                        inflight[client] = inflight.get(client, 1) - 1
+                    if server.must_flush:
+                        await server.flush_now(client)
+                    result = await op(client, *args, **kwargs)
                 finally:
-                    slots.release()
-        except TimeoutError:
-            self.timeouts += 1
-            server.mark_dirty(writes)
-            if running:
-                # its reply may still arrive on that connection: never reuse the pool
-                server.retire_client()
-                self._failed(server, probe=probe)
-            await server.reap()
-            return FAILED
+                    inflight[client] = inflight.get(client, 1) - 1
+                    server.slots.release()
         except asyncio.CancelledError:
-            server.mark_dirty(writes)
-            if running:
-                server.retire_client()
+            server.abandon(writes, running=running)
             raise
-        except Exception as exc:  # a cache failure is a miss, never an error
-            server.mark_dirty(writes)
-            if self._refused(exc):
-                self._succeeded(server)
-            else:
-                self.errors += 1
-                log.debug("memcached %s call failed: %r", server.label, exc)
-                self._failed(server, probe=probe)
+        except Exception as exc:  # a cache failure (or the timeout) is a miss, never an error
+            self._call_failed(server, writes, exc, running=running, probe=probe)
             await server.reap()
             return FAILED
         finally:
@@ -416,7 +267,7 @@ class MemcachedCache(Cache):
             await server.reap()
         return result
 
-    async def _each(
+    async def _bounded_each(
         self, items: Sequence[Any], fn: Callable[[Any], Awaitable[None]]
     ) -> None:
         """``fn`` over ``items`` with at most ``pool_size`` calls in flight.
@@ -436,7 +287,8 @@ class MemcachedCache(Cache):
         await asyncio.gather(*(worker() for _ in range(min(len(items), self.settings.pool_size))))
 
     @staticmethod
-    async def _all(jobs: Sequence[Awaitable[None]]) -> None:
+    async def _gather(jobs: Sequence[Awaitable[None]]) -> None:
+        """Await ``jobs`` (concurrently when there are several)."""
         if len(jobs) == 1:
             await jobs[0]
         elif jobs:
@@ -447,13 +299,16 @@ class MemcachedCache(Cache):
         """Check each server once; one that does not answer is marked down (no error)."""
         self._closed = False
 
-        async def check(server: _Server) -> None:
-            if await self._call(server, lambda c: c.version()) is FAILED and not server.is_down:
+        async def check(server: Server) -> None:
+            if (
+                await self._call(server, lambda client: client.version()) is FAILED
+                and not server.is_down
+            ):
                 # no need to wait for more failures: skip it until the first probe
                 server.failures = self.settings.down_after - 1
                 self._failed(server, probe=False)
 
-        await asyncio.gather(*(check(s) for s in self._servers))
+        await asyncio.gather(*(check(server) for server in self._servers))
 
     async def close(self) -> None:
         """Close every connection. Safe to call twice."""
@@ -496,7 +351,7 @@ class MemcachedCache(Cache):
     async def _get_derived(self, derived: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
 
-        async def fetch(server: _Server, chunk: list[str]) -> None:
+        async def fetch(server: Server, chunk: list[str]) -> None:
             dirty = [k for k in chunk if k in server.dirty]
             if dirty:
                 # a lost invalidation: re-send it rather than trust what the server holds
@@ -506,19 +361,21 @@ class MemcachedCache(Cache):
                 return
             raw = [k.encode("ascii") for k in chunk]
             values = await self._call(server, _MULTI_GET, *raw)
-            if isinstance(values, _Failed):
+            if isinstance(values, Failed):
                 return
             for key, value in zip(chunk, values, strict=True):
                 if value is not None:
                     found[key] = value
 
-        await self._all([
-            self._each(
-                [keys[i : i + _MULTI_GET_CHUNK] for i in range(0, len(keys), _MULTI_GET_CHUNK)],
-                lambda chunk, server=server: fetch(server, chunk),
-            )
-            for server, keys in self._group(derived).items()
-        ])
+        await self._gather(
+            [
+                self._bounded_each(
+                    [keys[i : i + _MULTI_GET_CHUNK] for i in range(0, len(keys), _MULTI_GET_CHUNK)],
+                    lambda chunk, server=server: fetch(server, chunk),
+                )
+                for server, keys in self._group(derived).items()
+            ]
+        )
         return found
 
     async def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
@@ -553,15 +410,15 @@ class MemcachedCache(Cache):
             else:
                 store[derived] = bytes(value)
         jobs = [
-            self._each(keys, lambda k, server=server: self._set_on(server, k, store[k], expire))
+            self._bounded_each(
+                keys, lambda key, server=server: self._set_on(server, key, store[key], expire)
+            )
             for server, keys in self._group(list(store)).items()
         ]
         jobs += [self._delete_on(server, keys) for server, keys in self._group(drop).items()]
-        await self._all(jobs)
+        await self._gather(jobs)
 
-    async def _set_on(
-        self, server: _Server, derived: str, value: bytes, expire: int | None
-    ) -> None:
+    async def _set_on(self, server: Server, derived: str, value: bytes, expire: int | None) -> None:
         result = await self._call(
             server, _SET, derived.encode("ascii"), value, expire or 0, writes=(derived,)
         )
@@ -577,14 +434,16 @@ class MemcachedCache(Cache):
     async def delete_many(self, keys: Sequence[str]) -> None:
         """Forget several keys, concurrently per server."""
         derived = list(dict.fromkeys(self._locate(k)[0] for k in keys))
-        await self._all([self._delete_on(s, ks) for s, ks in self._group(derived).items()])
+        await self._gather(
+            [self._delete_on(server, keys) for server, keys in self._group(derived).items()]
+        )
 
-    async def _delete_on(self, server: _Server, derived: Sequence[str]) -> None:
-        await self._each(derived, lambda key: self._delete_one(server, key))
+    async def _delete_on(self, server: Server, derived: Sequence[str]) -> None:
+        await self._bounded_each(derived, lambda key: self._delete_one(server, key))
 
-    async def _delete_one(self, server: _Server, derived: str) -> None:
+    async def _delete_one(self, server: Server, derived: str) -> None:
         result = await self._call(server, _DELETE, derived.encode("ascii"), writes=(derived,))
-        if not isinstance(result, _Failed):
+        if not isinstance(result, Failed):
             self.deletes += 1
             server.dirty.pop(derived, None)
 
@@ -594,14 +453,14 @@ class MemcachedCache(Cache):
         A server that cannot be reached is flushed before it is used again.
         """
 
-        async def flush(server: _Server) -> None:
-            result = await self._call(server, lambda c: c.flush_all())
-            if isinstance(result, _Failed):
+        async def flush(server: Server) -> None:
+            result = await self._call(server, lambda client: client.flush_all())
+            if isinstance(result, Failed):
                 server.must_flush = True
             else:
                 server.dirty.clear()
 
-        await asyncio.gather(*(flush(s) for s in self._servers))
+        await asyncio.gather(*(flush(server) for server in self._servers))
 
     # -- stampede protection ----------------------------------------------------------
     async def lease(self, key: str, ttl: float) -> bool:
@@ -616,7 +475,7 @@ class MemcachedCache(Cache):
         raw = derived.encode("ascii")
         seconds = max(1, math.ceil(ttl))
         result = await self._call(self._route(derived), _ADD, raw, b"1", seconds)
-        if isinstance(result, _Failed):
+        if isinstance(result, Failed):
             return True
         if result:
             self.leases_won += 1
@@ -637,15 +496,15 @@ class MemcachedCache(Cache):
         Also refreshes ``evictions`` in :meth:`stats` (the servers' total).
         """
 
-        async def one(server: _Server) -> dict[str, str] | None:
-            raw = await self._call(server, lambda c: c.stats())
-            if isinstance(raw, _Failed):
+        async def stats_of(server: Server) -> dict[str, str] | None:
+            raw = await self._call(server, lambda client: client.stats())
+            if isinstance(raw, Failed):
                 return None
-            return {k.decode(): (v or b"").decode() for k, v in raw.items()}
+            return {name.decode(): (value or b"").decode() for name, value in raw.items()}
 
-        results = await asyncio.gather(*(one(s) for s in self._servers))
-        out = {s.label: r for s, r in zip(self._servers, results, strict=True)}
-        self.evictions = sum(int(r.get("evictions", 0)) for r in out.values() if r)
+        results = await asyncio.gather(*(stats_of(server) for server in self._servers))
+        out = {server.label: stats for server, stats in zip(self._servers, results, strict=True)}
+        self.evictions = sum(int(stats.get("evictions", 0)) for stats in out.values() if stats)
         return out
 
     def stats(self) -> dict[str, Any]:
@@ -670,14 +529,9 @@ class MemcachedCache(Cache):
             "leases_won": self.leases_won,
             "leases_lost": self.leases_lost,
             "servers": len(self._servers),
-            "servers_down": sum(1 for s in self._servers if s.is_down),
-            "dirty_keys": sum(len(s.dirty) for s in self._servers),
+            "servers_down": sum(1 for server in self._servers if server.is_down),
+            "dirty_keys": sum(len(server.dirty) for server in self._servers),
         }
-
-
-def _server_refused(exc: Exception) -> bool:
-    """True when memcached answered with an error line (e.g. object too large)."""
-    return isinstance(exc, aiomcache.ClientException) and "SERVER_ERROR" in str(exc)
 
 
 __all__ = ["FAILED", "MAX_DIRTY", "MemcachedCache", "exptime"]

@@ -1,15 +1,18 @@
-"""Parse ``memcached://host:port[,host:port...][?option=value&...]`` into settings."""
+"""Parse ``memcached://host:port[,host:port...][?option=value&...]`` into settings.
+
+Options are declared once (:data:`OPTIONS`) and coerced by
+:func:`hivemem.plugin.parse_options`, so a bad value reads
+``memcached option NAME=VALUE: ...`` whether it came from the URL or a keyword.
+"""
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import attrs
-from hivemem.errors import ConfigError
+from hivemem.plugin import ConfigError, Option, parse_options
 
 DEFAULT_PORT = 11211
 #: memcached's default item size limit (``-I 1m``)
@@ -84,27 +87,42 @@ def _parse_server(part: str) -> ServerAddress:
     return ServerAddress(host, port)
 
 
-def _number(
-    options: Mapping[str, Any], name: str, default: float, cast: Callable[[Any], Any],
-    minimum: float, *, exclusive: bool = False,
-) -> Any:
-    raw = options.get(name, default)
-    try:
-        value = cast(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"memcached option {name}={raw!r} is not a number") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"memcached option {name}={raw!r} must be finite")
-    if value < minimum or (exclusive and value == minimum):
-        op = ">" if exclusive else ">="
-        raise ConfigError(f"memcached option {name}={raw!r} must be {op} {minimum}")
-    return value
-
-
-_OPTIONS = frozenset(
-    {"timeout", "pool_size", "prefix", "max_value_size", "ttl", "down_after", "retry_after",
-     "max_retry_after"}
+#: the URL query options (keyword options of the factory override them)
+OPTIONS = (
+    Option("timeout", "seconds", 0.25, positive=True, doc="seconds for one call to one server"),
+    Option("pool_size", "int", 4, minimum=1, doc="connections per server"),
+    Option("prefix", "str", "hm:", doc="prepended to every derived key"),
+    Option(
+        "max_value_size",
+        "int",
+        ITEM_SIZE_LIMIT - ITEM_OVERHEAD,
+        minimum=1,
+        doc="largest value cached, in bytes",
+    ),
+    Option("ttl", "seconds", 0.0, minimum=0, doc="TTL of values set without one; 0: none"),
+    Option("down_after", "int", 2, minimum=1, doc="consecutive failures that mark a server down"),
+    Option("retry_after", "seconds", 0.5, minimum=0, doc="first back-off before a probe"),
+    Option("max_retry_after", "seconds", 5.0, minimum=0, doc="longest back-off between probes"),
 )
+_KNOWN = ", ".join(sorted(option.name for option in OPTIONS))
+
+
+def _parse_servers(netloc: str) -> tuple[ServerAddress, ...]:
+    servers = tuple(_parse_server(p) for p in netloc.split(",")) if netloc else ()
+    if not servers:
+        raise ConfigError("memcached URL names no server: memcached://host:port[,host:port...]")
+    if len(set(servers)) != len(servers):
+        raise ConfigError(f"memcached URL lists a server twice: {netloc!r}")
+    return servers
+
+
+def _check_prefix(prefix: str) -> str:
+    if len(prefix) > MAX_PREFIX or not _PREFIX_RE.match(prefix):
+        raise ConfigError(
+            f"memcached option prefix={prefix!r}: must be at most {MAX_PREFIX} printable "
+            "ASCII characters without spaces"
+        )
+    return prefix
 
 
 def parse_url(url: str, **options: Any) -> MemcachedSettings:
@@ -119,39 +137,23 @@ def parse_url(url: str, **options: Any) -> MemcachedSettings:
         raise ConfigError("memcached URLs take no credentials (the text protocol has no auth)")
     if parts.path not in ("", "/"):
         raise ConfigError(f"memcached URL takes no path, got {parts.path!r}")
-    servers = tuple(_parse_server(p) for p in parts.netloc.split(",")) if parts.netloc else ()
-    if not servers:
-        raise ConfigError("memcached URL names no server: memcached://host:port[,host:port...]")
-    if len(set(servers)) != len(servers):
-        raise ConfigError(f"memcached URL lists a server twice: {parts.netloc!r}")
-    merged: dict[str, Any] = dict(parse_qsl(parts.query, keep_blank_values=True))
-    merged.update(options)
-    unknown = set(merged) - _OPTIONS
+    servers = _parse_servers(parts.netloc)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    values, unknown = parse_options("memcached", OPTIONS, query, options)
     if unknown:
         raise ConfigError(
-            f"unknown memcached option(s): {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(_OPTIONS))}"
+            f"unknown memcached option(s): {', '.join(sorted(unknown))}; known: {_KNOWN}"
         )
-    defaults = MemcachedSettings(servers=servers)
-    prefix = str(merged.get("prefix", defaults.prefix))
-    if len(prefix) > MAX_PREFIX or not _PREFIX_RE.match(prefix):
-        raise ConfigError(
-            f"memcached option prefix={prefix!r} must be at most {MAX_PREFIX} printable "
-            "ASCII characters without spaces"
-        )
-    timeout = _number(merged, "timeout", defaults.timeout, float, 0.0, exclusive=True)
-    retry_after = _number(merged, "retry_after", defaults.retry_after, float, 0.0)
-    max_retry_after = _number(merged, "max_retry_after", defaults.max_retry_after, float, 0.0)
     return MemcachedSettings(
         servers=servers,
-        timeout=timeout,
-        pool_size=_number(merged, "pool_size", defaults.pool_size, int, 1),
-        prefix=prefix,
-        max_value_size=_number(merged, "max_value_size", defaults.max_value_size, int, 1),
-        ttl=_number(merged, "ttl", defaults.ttl, float, 0.0),
-        down_after=_number(merged, "down_after", defaults.down_after, int, 1),
-        retry_after=retry_after,
-        max_retry_after=max(retry_after, max_retry_after),
+        timeout=values["timeout"],
+        pool_size=values["pool_size"],
+        prefix=_check_prefix(values["prefix"]),
+        max_value_size=values["max_value_size"],
+        ttl=values["ttl"],
+        down_after=values["down_after"],
+        retry_after=values["retry_after"],
+        max_retry_after=max(values["retry_after"], values["max_retry_after"]),
     )
 
 
@@ -159,6 +161,7 @@ __all__ = [
     "DEFAULT_PORT",
     "ITEM_OVERHEAD",
     "ITEM_SIZE_LIMIT",
+    "OPTIONS",
     "MemcachedSettings",
     "ServerAddress",
     "parse_url",
