@@ -48,18 +48,26 @@ def hivemem_register_backends(register: Register) -> None:
 def hivemem_seed_backend(
     memory_type: str, config: Mapping[str, Any], env: Mapping[str, str]
 ) -> dict[str, Any] | None:
-    """The seed's ``memory_type="mongodb"``: ``connection_string``/``uri`` and
-    ``database_name``/``db`` (``MONGODB_URI``, ``MONGODB_DB`` when not given)."""
+    """The seed's ``memory_type="mongodb"`` (or ``"mongo"``) as a URL and options.
+
+    ``connection_string``/``uri`` and ``database_name``/``db``/``database``
+    come from ``config``, else from ``MONGODB_URI``/``MONGODB_DB`` in ``env``.
+    The database defaults to the seed's ``agent_memory`` only when ``config``
+    is empty; otherwise the URL's path (else ``hivemem``) names it. Any other
+    ``config`` key is passed on as a backend option.
+    """
     if memory_type not in ("mongodb", "mongo"):
         return None
-    cfg = dict(config)
-    url = cfg.pop("connection_string", None) or cfg.pop("uri", None)
+    given = dict(config)
+    url = given.pop("connection_string", None) or given.pop("uri", None)
     url = str(url or env.get("MONGODB_URI") or "mongodb://localhost:27017/")
-    database = cfg.pop("database_name", None) or cfg.pop("db", None) or cfg.pop("database", None)
+    database = (
+        given.pop("database_name", None) or given.pop("db", None) or given.pop("database", None)
+    )
     database = database or env.get("MONGODB_DB") or (None if config else "agent_memory")
-    options: dict[str, Any] = {} if database is None else {"database": database}
-    options.update(cfg)
-    return {"url": url, "backend_options": options}
+    backend_options: dict[str, Any] = {} if database is None else {"database": database}
+    backend_options.update(given)  # anything else is a backend option as given
+    return {"url": url, "backend_options": backend_options}
 
 
 def __getattr__(name: str) -> Any:

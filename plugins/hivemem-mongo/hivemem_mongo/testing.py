@@ -39,9 +39,9 @@ def patch_stand_in() -> None:
     mongomock release on PyPI predates that argument. Only ``None`` is
     accepted, anything else would change the meaning of the operation.
     """
-    import mongomock.collection as mc
+    import mongomock.collection
 
-    builder = mc.BulkOperationBuilder
+    builder = mongomock.collection.BulkOperationBuilder
     if getattr(builder, "_hivemem_sort_patch", False):
         return
     add_update, add_replace = builder.add_update, builder.add_replace
@@ -94,9 +94,9 @@ def backend_options(client: Any, prefix: str, **options: Any) -> tuple[str, dict
 
 async def drop_collections(client: Any, prefix: str) -> None:
     """Remove every collection a test created under ``prefix``."""
-    db = client.get_database(TEST_DB)
+    database = client.get_database(TEST_DB)
     for suffix in ("records", "chunks", "series", "counters", "meta"):
-        await db.drop_collection(prefix + suffix)
+        await database.drop_collection(prefix + suffix)
 
 
 class MongoTarget:

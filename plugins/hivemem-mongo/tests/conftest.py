@@ -24,10 +24,10 @@ from hivemem_mongo.testing import (
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say plainly which MongoDB the tests ran against."""
     if REAL_SERVER:
-        from hivemem_mongo.backend import _Where
+        from hivemem_mongo.settings import MongoURL
 
         return [
-            f"hivemem-mongo: REAL MongoDB server at {_Where(MONGODB_URI).display} (MONGODB_URI)"
+            f"hivemem-mongo: REAL MongoDB server at {MongoURL(MONGODB_URI).display} (MONGODB_URI)"
         ]
     return [
         f"hivemem-mongo: STAND-IN {stand_in_version()} -- MONGODB_URI not set, "

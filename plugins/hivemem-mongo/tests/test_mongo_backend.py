@@ -9,16 +9,20 @@ the mongomock-motor stand-in otherwise (see :mod:`hivemem_mongo.testing`).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
 
-import hivemem_mongo
-import hivemem_mongo.backend as mb
 import pytest
-from hivemem.backend import prefix_upper
-from hivemem.errors import BackendUnavailable, ConfigError, ConflictError
-from hivemem.plugins import make_plugins
+from bson import ObjectId
+from hivemem.plugin import (
+    BackendClosed,
+    BackendUnavailable,
+    ConflictError,
+    prefix_upper,
+)
+from hivemem_mongo import documents
 from hivemem_mongo.backend import MongoBackend
 from hivemem_mongo.testing import MONGODB_URI, MongoTarget
 from pymongo.errors import AutoReconnect
@@ -44,7 +48,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     import time
 
     fake = Clock(time.time())
-    monkeypatch.setattr(mb, "_clock", fake)
+    monkeypatch.setattr(documents, "clock", fake)
     yield fake
 
 
@@ -89,38 +93,7 @@ async def chunk_docs(backend: MongoBackend, **query: Any) -> list[dict[str, Any]
     return await backend._chunks.find(query, {"_id": 0, "d": 0}).to_list(None)
 
 
-# -- registration and configuration ----------------------------------------------
-def test_entry_point_registers_mongodb_schemes() -> None:
-    plugins = make_plugins(allowed=["mongo"])
-    entry = plugins.registry("backend").for_scheme("mongodb+srv")
-    assert entry.name == "mongodb"
-    assert set(entry.schemes) == {"mongodb", "mongodb+srv"}
-    assert entry.distribution == "hivemem-mongo"
-    built = entry.factory("mongodb://db.example:27017/")
-    assert isinstance(built, MongoBackend)
-    assert plugins.registry("backend").for_scheme("mongodb") is entry
-
-
-def test_factory_does_no_io_and_reads_database_from_url() -> None:
-    backend = hivemem_mongo.factory("mongodb://nowhere.invalid:1/agents?replicaSet=rs0")
-    assert backend.database_name == "agents"
-    assert backend._client is None  # nothing connected or resolved yet
-    assert hivemem_mongo.factory("mongodb://h/").database_name == "hivemem"
-    assert hivemem_mongo.factory("mongodb://h/x", database="y").database_name == "y"
-
-
-def test_credentials_never_in_repr_or_describe() -> None:
-    url = "mongodb://svcuser%40corp:s3cr%2Ft@db1.example:27017,db2.example/agents?authSource=admin"
-    backend = MongoBackend(url)
-    text = repr(backend) + backend._describe(RuntimeError("login s3cr/t svcuser@corp failed"))
-    for secret in ("s3cr", "svcuser", "corp", "%40", "%2F"):
-        assert secret not in text
-    assert "db1.example:27017,db2.example" in text
-    short = MongoBackend("mongodb://u:p@h/")
-    message = short._describe(RuntimeError("ServerSelectionTimeoutError: user u, password p"))
-    assert "ServerSelectionTimeoutError: user ***, password ***" in message
-
-
+# -- lifecycle ---------------------------------------------------------------------------
 async def test_unreachable_server_names_host_not_password() -> None:
     backend = MongoBackend(
         "mongodb://admin:hunter2hunter2@127.0.0.1:1/?serverSelectionTimeoutMS=300"
@@ -136,63 +109,25 @@ async def test_unreachable_server_names_host_not_password() -> None:
     await backend.close()  # twice is safe
 
 
-def test_options_are_validated() -> None:
-    with pytest.raises(ConfigError, match="unknown mongodb option"):
-        MongoBackend("mongodb://h/", colection_prefix="x")
-    with pytest.raises(ConfigError, match="chunk_size"):
-        MongoBackend("mongodb://h/", chunk_size=10)
-    with pytest.raises(ConfigError, match="read_concern"):
-        MongoBackend("mongodb://h/", read_concern="strong")
-    with pytest.raises(ConfigError, match="mongodb://"):
-        MongoBackend("redis://h/")
-    # the seed's Redis-style key prefix is accepted and has no effect
-    assert MongoBackend("mongodb://h/", prefix="datamcp:").collection_prefix == "hivemem_"
-
-
-def test_write_and_read_concern_reach_the_database() -> None:
-    backend = MongoBackend(
-        "mongodb://127.0.0.1:1/", write_concern="majority", read_concern="majority"
-    )
-    assert backend.write_concern is not None and backend.write_concern.document == {"w": "majority"}
-    assert MongoBackend("mongodb://h/", write_concern="2").write_concern.document == {"w": 2}
-    assert MongoBackend(
-        "mongodb://h/", write_concern={"w": 1, "j": True}
-    ).write_concern.document == {
-        "w": 1,
-        "j": True,
-    }
-    client = backend._build_client()  # AsyncMongoClient connects lazily: no I/O here
-    try:
-        assert client.options.retry_writes is True
-        db = client.get_database(
-            "x", write_concern=backend.write_concern, read_concern=backend.read_concern
-        )
-        assert db.write_concern.document == {"w": "majority"}
-        assert db.read_concern.level == "majority"
-    finally:
-        asyncio.run(client.close())
-
-
-def test_retry_writes_can_be_turned_off_in_the_url() -> None:
-    client = MongoBackend("mongodb://127.0.0.1:1/?retryWrites=false")._build_client()
-    try:
-        assert client.options.retry_writes is False
-    finally:
-        asyncio.run(client.close())
-
-
 async def test_calls_before_open_and_after_close_fail_clearly(mongo: MongoTarget) -> None:
     from hivemem_mongo.testing import backend_options
 
     url, opts = backend_options(mongo.client, mongo.prefix)
     backend = MongoBackend(url, **opts)
-    with pytest.raises(BackendUnavailable, match="open"):
+    with pytest.raises(BackendClosed) as before:
         await backend.get("ns", "k", "x")
+    assert str(before.value) == "mongodb backend is not open (call open() first)"
     await backend.open()
     await backend.put("ns", "k", "x", b"1")
     await backend.close()
-    with pytest.raises(BackendUnavailable, match="closed"):
+    with pytest.raises(BackendClosed) as after:
         await backend.get("ns", "k", "x")
+    assert str(after.value) == "mongodb backend is closed"
+    # the backend's own extra calls are refused the same way
+    with pytest.raises(BackendClosed, match="is closed"):
+        await backend.collect_garbage()
+    with pytest.raises(BackendClosed, match="is closed"):
+        await backend.explain_listing("ns", "k")
 
 
 # -- layout and indexes -----------------------------------------------------------------
@@ -215,16 +150,16 @@ async def test_record_document_shape(backend: MongoBackend, clock: Clock) -> Non
     await backend.put("ns", "user", "u1", b"abc", ttl=30)
     doc = await backend._records.find_one({"ns": "ns", "kind": "user", "id": "u1"})
     assert doc["v"] == b"abc" and doc["ver"] == 1 and doc["size"] == 3
-    assert abs(mb._from_date(doc["expires_at"]) - (clock.now + 30)) < 0.002
+    assert abs(documents.from_date(doc["expires_at"]) - (clock.now + 30)) < 0.002
     await backend.put("ns", "user", "u1", b"abcd")
     doc = await backend._records.find_one({"ns": "ns", "kind": "user", "id": "u1"})
     assert doc["ver"] == 2 and doc["expires_at"] is None and "g" not in doc
 
 
 async def test_prefix_upper_bound_is_encodable() -> None:
-    assert mb._upper("a\ud7ff") == "a\ue000"
-    assert mb._upper("ab") == prefix_upper("ab") == "ac"
-    assert mb._upper("\U0010ffff") is None
+    assert documents.id_upper("a\ud7ff") == "a\ue000"
+    assert documents.id_upper("ab") == prefix_upper("ab") == "ac"
+    assert documents.id_upper("\U0010ffff") is None
 
 
 async def test_listing_orders_by_code_point_including_edge_characters(
@@ -325,10 +260,8 @@ async def test_put_on_expired_record_restarts_version(backend: MongoBackend, clo
     rec = await backend.get("ns", "k", "x")
     assert rec is not None and rec.version == 1 and rec.expires_at is None
     await backend.put_many("ns", "k", {"x": b"4", "y": b"5"}, ttl=1)
-    assert {i: r.version for i, r in (await backend.get_many("ns", "k", ["x", "y"])).items()} == {
-        "x": 2,
-        "y": 1,
-    }
+    both = await backend.get_many("ns", "k", ["x", "y"])
+    assert {id: record.version for id, record in both.items()} == {"x": 2, "y": 1}
     clock.now += 2
     await backend.put_many("ns", "k", {"x": b"6"})
     assert (await backend.get("ns", "k", "x")).version == 1
@@ -346,7 +279,7 @@ async def test_value_over_16_mib_round_trips(backend: MongoBackend) -> None:
     got = await backend.get("ns", "policy", "v1")
     assert got is not None and got.value == big and got.version == 1
     listed = await backend.list_records("ns", "policy")
-    assert [(i, r.value == big) for i, r in listed] == [("v1", True)]
+    assert [(id, record.value == big) for id, record in listed] == [("v1", True)]
     stats = await backend.namespace_stats("ns")
     assert stats.kinds["policy"].bytes == len(big)
 
@@ -356,18 +289,18 @@ async def test_chunk_generations_are_replaced_and_cleaned(mongo: MongoTarget) ->
     one = b"1" * 20_000
     two = b"2" * 9_000
     await backend.put("ns", "k", "x", one)
-    first = {d["g"] for d in await chunk_docs(backend, id="x")}
+    first = {doc["g"] for doc in await chunk_docs(backend, id="x")}
     assert len(first) == 1 and len(await chunk_docs(backend, id="x")) == 5
     assert await backend.put("ns", "k", "x", two) == 2
     docs = await chunk_docs(backend, id="x")
-    assert len(docs) == 3 and {d["g"] for d in docs}.isdisjoint(first)
+    assert len(docs) == 3 and {doc["g"] for doc in docs}.isdisjoint(first)
     assert (await backend.get("ns", "k", "x")).value == two
     # chunked -> inline drops the chunks, inline -> chunked creates them
     assert await backend.put("ns", "k", "x", b"small") == 3
     assert await chunk_docs(backend, id="x") == []
     await backend.put("ns", "k", "x", one)
     await backend.put_many("ns", "k", {"x": b"tiny", "y": two})
-    assert {d["id"] for d in await chunk_docs(backend)} == {"y"}
+    assert {doc["id"] for doc in await chunk_docs(backend)} == {"y"}
     got = await backend.get_many("ns", "k", ["x", "y"])
     assert (got["x"].value, got["y"].value) == (b"tiny", two)
     assert await backend.delete("ns", "k", "y")
@@ -381,18 +314,18 @@ async def test_chunked_ttl_and_cas(mongo: MongoTarget, clock: Clock) -> None:
     backend = await mongo.backend(chunk_size=4096)
     value = bytes(range(256)) * 64
     await backend.put("ns", "k", "x", value, ttl=10)
-    assert {mb._from_date(d["expires_at"]) for d in await chunk_docs(backend)} == {
+    assert {documents.from_date(doc["expires_at"]) for doc in await chunk_docs(backend)} == {
         (await backend.get("ns", "k", "x")).expires_at
     }
     with pytest.raises(ConflictError):
         await backend.put("ns", "k", "x", value[::-1], expected_version=7)
     docs = await chunk_docs(backend)
-    assert len({d["g"] for d in docs}) == 1  # the losing write removed its chunks
+    assert len({doc["g"] for doc in docs}) == 1  # the losing write removed its chunks
     assert await backend.put("ns", "k", "x", value[::-1], expected_version=1) == 2
     clock.now += 11  # the rewrite had no ttl: it never expires, nor do its chunks
     rec = await backend.get("ns", "k", "x")
     assert rec is not None and rec.value == value[::-1] and rec.expires_at is None
-    assert {d["expires_at"] for d in await chunk_docs(backend)} == {None}
+    assert {doc["expires_at"] for doc in await chunk_docs(backend)} == {None}
 
 
 async def test_failure_while_writing_chunks_leaves_old_value_readable(mongo: MongoTarget) -> None:
@@ -412,7 +345,7 @@ async def test_failure_while_writing_chunks_leaves_old_value_readable(mongo: Mon
         "ns": "ns",
         "kind": "k",
         "id": "x",
-        "g": mb.ObjectId.from_datetime(mb.dt.datetime(2001, 1, 1)),
+        "g": ObjectId.from_datetime(dt.datetime(2001, 1, 1)),
         "n": 0,
         "d": b"zz",
         "expires_at": None,
@@ -420,7 +353,7 @@ async def test_failure_while_writing_chunks_leaves_old_value_readable(mongo: Mon
     await failing.inner.insert_one(stray)
     assert await backend.collect_garbage(min_age=3600) == 1
     assert (await backend.get("ns", "k", "x")).value == old
-    assert len({d["g"] for d in await chunk_docs(backend)}) == 1
+    assert len({doc["g"] for doc in await chunk_docs(backend)}) == 1
 
 
 async def test_failure_at_the_flip_leaves_old_value_and_no_new_chunks(
@@ -455,19 +388,19 @@ async def test_cancelled_chunked_write_completes(mongo: MongoTarget) -> None:
     await asyncio.gather(*backend._pending)  # the shielded write runs to its end
     rec = await backend.get("ns", "k", "x")
     assert rec is not None and rec.value == b"b" * 10_000 and rec.version == 2
-    assert len({d["g"] for d in await chunk_docs(backend)}) == 1
+    assert len({doc["g"] for doc in await chunk_docs(backend)}) == 1
 
 
 async def test_collect_garbage_keeps_young_and_live_generations(mongo: MongoTarget) -> None:
     backend = await mongo.backend(chunk_size=4096)
     await backend.put("ns", "k", "live", b"L" * 9000)
-    two_minutes_ago = mb.dt.datetime.now(mb.dt.UTC) - mb.dt.timedelta(seconds=120)
-    young = {"ns": "ns", "kind": "k", "id": "live", "g": mb.ObjectId(), "n": 0, "d": b"y"}
-    aged = {**young, "g": mb.ObjectId.from_datetime(two_minutes_ago)}
+    two_minutes_ago = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=120)
+    young = {"ns": "ns", "kind": "k", "id": "live", "g": ObjectId(), "n": 0, "d": b"y"}
+    aged = {**young, "g": ObjectId.from_datetime(two_minutes_ago)}
     await backend._chunks.insert_many([young, aged])
     assert await backend.collect_garbage(min_age=3600) == 0
     assert await backend.collect_garbage(min_age=60) == 1  # only the aged stray
-    left = {d["g"] for d in await chunk_docs(backend)}
+    left = {doc["g"] for doc in await chunk_docs(backend)}
     assert young["g"] in left and aged["g"] not in left and len(left) == 2
     assert (await backend.get("ns", "k", "live")).value == b"L" * 9000
 
@@ -481,7 +414,8 @@ async def test_batches_larger_than_one_query(backend: MongoBackend) -> None:
     assert len(got) == 130 and got["id0129"].value == b"129"
     assert all(rec.version == 1 for rec in got.values())
     await backend.put_many("ns", "k", items)
-    assert {r.version for r in (await backend.get_many("ns", "k", list(items))).values()} == {2}
+    again = await backend.get_many("ns", "k", list(items))
+    assert {record.version for record in again.values()} == {2}
     for i in range(0, 130, 3):
         await backend.incr("ns", "k", f"id{i:04d}", "hits")
     assert len(await backend.get_counters("ns", "k", list(items))) == 44
@@ -499,21 +433,22 @@ async def test_series_sequence_blocks_are_unique_across_clients(mongo: MongoTarg
         seqs.append((await writer.append("ns", "rewards", b"%d" % i, ts=100.0)).seq)
     assert len(set(seqs)) == 8
     entries = await one.read_series("ns", "rewards")
-    assert [e.seq for e in entries] == sorted(seqs)
+    assert [entry.seq for entry in entries] == sorted(seqs)
     # within one client, ties on ts keep insertion order
-    own = [e.value for e in entries if e.seq in {s for i, s in enumerate(seqs) if i % 3}]
+    own_seqs = {seq for i, seq in enumerate(seqs) if i % 3}
+    own = [entry.value for entry in entries if entry.seq in own_seqs]
     assert own == [b"%d" % i for i in range(8) if i % 3]
 
 
 async def test_replace_series_swaps_whole_series(backend: MongoBackend) -> None:
-    for t in range(5):
-        await backend.append("ns", "loss", b"old%d" % t, ts=float(t))
+    for step in range(5):
+        await backend.append("ns", "loss", b"old%d" % step, ts=float(step))
     await backend.append("ns", "other", b"keep", ts=1.0)
     await backend.replace_series("ns", "loss", [(2.0, b"b"), (1.0, b"a"), (2.0, b"c")])
     got = await backend.read_series("ns", "loss")
-    assert [(e.ts, e.value) for e in got] == [(1.0, b"a"), (2.0, b"b"), (2.0, b"c")]
+    assert [(entry.ts, entry.value) for entry in got] == [(1.0, b"a"), (2.0, b"b"), (2.0, b"c")]
     assert await backend._series.count_documents({"ns": "ns", "name": "loss"}) == 3
-    assert [e.value for e in await backend.read_series("ns", "other")] == [b"keep"]
+    assert [entry.value for entry in await backend.read_series("ns", "other")] == [b"keep"]
     await backend.replace_series("ns", "loss", [])
     assert await backend.series_names("ns") == ["other"]
 
@@ -585,4 +520,4 @@ async def test_transactions_detected_from_the_topology(backend: MongoBackend) ->
     replicated = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
     assert backend.transactions is replicated
     await backend.replace_series("ns", "s", [(1.0, b"a"), (2.0, b"b")])
-    assert [e.value for e in await backend.read_series("ns", "s")] == [b"a", b"b"]
+    assert [entry.value for entry in await backend.read_series("ns", "s")] == [b"a", b"b"]
