@@ -189,7 +189,7 @@ def _guard(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     async def guarded(self: Backend, *args: Any, **kwargs: Any) -> Any:
         if self._lifecycle is not _OPEN:
-            raise self._not_open()
+            raise self.closed_error()
         if checks_ttl and kwargs.get("ttl") is not None:
             check_ttl(kwargs["ttl"])
         return await fn(self, *args, **kwargs)
@@ -204,7 +204,7 @@ def _guard_open(fn: Callable[..., Any]) -> Callable[..., Any]:
         if self._lifecycle is _OPEN:
             return
         if self._lifecycle is _CLOSED:
-            raise self._not_open()
+            raise self.closed_error()
         self._lifecycle = _OPEN  # the backend's own open() may call its methods (ping)
         try:
             await fn(self)
@@ -276,9 +276,19 @@ class Backend(abc.ABC):
             elif name in GUARDED:
                 setattr(cls, name, _guard(name, value))
 
-    def _not_open(self) -> BackendClosed:
+    def closed_error(self) -> BackendClosed:
+        """The :class:`~hivemem.errors.BackendClosed` to raise now (before open or after close).
+
+        For a backend's own checks the base cannot make: a call still in
+        flight when ``close()`` ran, or an extra method of the backend's own.
+        """
         state = "is closed" if self._lifecycle is _CLOSED else "is not open (call open() first)"
         return BackendClosed(f"{self.name} backend {state}")
+
+    def require_open(self) -> None:
+        """Raise :meth:`closed_error` unless the backend is open (for extra methods)."""
+        if self._lifecycle is not _OPEN:
+            raise self.closed_error()
 
     @property
     def is_open(self) -> bool:

@@ -154,7 +154,7 @@ class SQLiteBackend(Backend):
         """``fn(connection, *args)`` on the writer or reader thread; SQLite errors mapped."""
         worker = self._writer if write else self._reader
         if worker is None:  # close() ran while this call was on its way
-            raise self._not_open()
+            raise self.closed_error()
         try:
             return await worker.run(fn, *args)
         except sqlite3.OperationalError as exc:

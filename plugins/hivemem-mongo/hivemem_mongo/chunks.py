@@ -113,7 +113,7 @@ class MongoChunks(MongoConnection):
         reach the server either). Generations younger than ``min_age``
         seconds are kept: they may belong to a write still in flight.
         """
-        self._require_open()
+        self.require_open()
         cutoff = ObjectId.from_datetime(dt.datetime.fromtimestamp(time.time() - min_age, dt.UTC))
         groups = await to_list(
             await maybe_await(

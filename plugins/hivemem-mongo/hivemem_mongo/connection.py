@@ -102,11 +102,6 @@ class MongoConnection(Backend):
             f"{exc.__class__.__name__}: {exc}"
         )
 
-    def _require_open(self) -> None:
-        """Refuse this backend's own extra calls, which the base class does not guard."""
-        if not self.is_open:
-            raise self._not_open()
-
     # -- lifecycle ------------------------------------------------------------------
     @translate_errors
     async def open(self) -> None:

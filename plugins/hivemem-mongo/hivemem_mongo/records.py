@@ -444,7 +444,7 @@ class MongoRecords(MongoChunks):
         self, ns: str, kind: str, prefix: str = "", *, limit: int | None = None
     ) -> dict[str, Any]:
         """The server's ``explain`` of the query behind :meth:`scan` (diagnostics)."""
-        self._require_open()
+        self.require_open()
         found = self._listing(ns, kind, prefix, limit, None, False, ID_FIELDS)
         return dict(await found.explain())
 

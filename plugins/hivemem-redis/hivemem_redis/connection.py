@@ -185,7 +185,7 @@ class RedisConnection(Backend):
         """The client; BackendClosed for a call still in flight when ``close()`` ran."""
         client = self._client
         if client is None:
-            raise BackendClosed(f"{self.name} backend is closed")
+            raise self.closed_error()
         return client
 
     # -- error handling and retries ----------------------------------------------------
