@@ -61,7 +61,15 @@ class _Plugin:
 
 
 def test_backend_subscribe_defaults_to_none() -> None:
-    assert asyncio.run(MemoryBackend("memory://").subscribe("ns", lambda k, i: None)) is None
+    async def subscribe() -> object:
+        backend = MemoryBackend("memory://")
+        await backend.open()
+        try:
+            return await backend.subscribe("ns", lambda k, i: None)
+        finally:
+            await backend.close()
+
+    assert asyncio.run(subscribe()) is None
     assert "subscribe" not in Backend.__abstractmethods__
 
 

@@ -1,9 +1,18 @@
-"""The kit's real-server managers start, answer, stop and stay on loopback."""
+"""The real-server managers start, answer, stop and stay on loopback.
+
+The generic launcher is the kit's (:mod:`hivemem.testing.servers`); the
+Redis and memcached managers and fixtures belong to their plugins
+(``hivemem_redis.testing``, ``hivemem_memcached.testing``), whose old names
+in the kit still work with a DeprecationWarning naming the new import.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import socket
+import sys
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,15 +20,9 @@ import pytest
 from hivemem.testing import servers
 from hivemem.testing.helpers import skip_or_fail
 from hivemem.testing.plugin import missing_binary, start_server
-from hivemem.testing.servers import (
-    MemcachedServer,
-    RedisCluster,
-    RedisServer,
-    ServerBinaryMissing,
-    ServerError,
-    find_binary,
-    free_port,
-)
+from hivemem.testing.servers import ServerBinaryMissing, ServerError, find_binary, free_port
+from hivemem_memcached.testing import MemcachedServer
+from hivemem_redis.testing import RedisCluster, RedisServer
 
 LOOPBACK_HEX = "0100007F"  # 127.0.0.1 as /proc/net/tcp writes it
 
@@ -236,7 +239,11 @@ def test_missing_binary_names_the_package() -> None:
     missing = ServerBinaryMissing("memcached")
     assert missing.package == "memcached"
     assert str(missing).endswith("apt-get install -y memcached")
-    assert ServerBinaryMissing("redis-cli").package == "redis-tools"
+    tools = ServerBinaryMissing("redis-cli", "redis-tools")
+    assert tools.package == "redis-tools"
+    assert (
+        str(tools) == "redis-cli is not installed; install it with: apt-get install -y redis-tools"
+    )
 
 
 @pytest.mark.parametrize("ci", ["", "false"])
@@ -251,3 +258,107 @@ def test_missing_binary_fails_in_ci(monkeypatch: pytest.MonkeyPatch, ci: str) ->
     monkeypatch.setenv("CI", ci)
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y"):
         start_server(_Absent())
+
+
+def test_cluster_without_redis_cli_names_redis_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-cli comes from redis-tools: the cluster says so before starting any node."""
+    real = servers.find_binary
+    monkeypatch.setattr(
+        servers, "find_binary", lambda name: None if name == "redis-cli" else real(name)
+    )
+    cluster = RedisCluster(masters=3)
+    with pytest.raises(ServerBinaryMissing) as info:
+        cluster.start()
+    assert (info.value.binary, info.value.package) == ("redis-cli", "redis-tools")
+    assert not any(node.running for node in cluster.nodes)
+
+
+# -- the server fixtures belong to their plugins ----------------------------------------------
+
+MOVED = [
+    ("RedisServer", "hivemem_redis.testing", "hivemem-redis"),
+    ("RedisCluster", "hivemem_redis.testing", "hivemem-redis"),
+    ("redis_command", "hivemem_redis.testing", "hivemem-redis"),
+    ("MemcachedServer", "hivemem_memcached.testing", "hivemem-memcached"),
+    ("memcached_command", "hivemem_memcached.testing", "hivemem-memcached"),
+]
+
+
+@pytest.mark.parametrize(("name", "module", "distribution"), MOVED)
+@pytest.mark.parametrize("old", ["hivemem.testing", "hivemem.testing.servers"])
+def test_old_names_warn_and_name_the_new_import(
+    old: str, name: str, module: str, distribution: str
+) -> None:
+    new = getattr(importlib.import_module(module), name)
+    with pytest.warns(DeprecationWarning) as caught:
+        got = getattr(importlib.import_module(old), name)
+    assert got is new
+    (warning,) = caught
+    assert str(warning.message) == (
+        f"{old}.{name} moved to the {distribution} plugin: use 'from {module} import {name}'"
+    )
+    assert warning.filename == __file__  # points at the caller, not at the kit
+
+
+@pytest.mark.parametrize(("name", "module", "distribution"), MOVED)
+def test_old_names_without_the_plugin_say_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, name: str, module: str, distribution: str
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if the plugin were not installed
+    with pytest.warns(DeprecationWarning), pytest.raises(ImportError) as info:
+        getattr(servers, name)
+    assert str(info.value) == (
+        f"{name} now comes from {module}, in the {distribution} plugin, which is not "
+        f"installed: pip install {distribution}"
+    )
+
+
+def test_unknown_names_are_still_attribute_errors() -> None:
+    with pytest.raises(AttributeError, match="hmkit_nothing"):
+        servers.hmkit_nothing  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("entry_point", "module"),
+    [
+        ("hivemem_redis", "hivemem_redis.testing"),
+        ("hivemem_memcached", "hivemem_memcached.testing"),
+    ],
+)
+def test_server_fixtures_come_from_the_plugins_entry_point(
+    pytestconfig: pytest.Config, entry_point: str, module: str
+) -> None:
+    assert pytestconfig.pluginmanager.get_plugin(entry_point) is sys.modules[module]
+    assert pytestconfig.pluginmanager.get_plugin("hivemem-missing-server-fixtures") is None
+
+
+_USES_REDIS = """
+    def test_uses_redis(redis_server):
+        pass
+
+    def test_uses_memcached(memcached_server_factory):
+        pass
+"""
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_missing_server_plugin_skips_or_fails_naming_the_package(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    pytester.makepyfile(test_subject=textwrap.dedent(_USES_REDIS))
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hivemem_redis", "-rsE", "test_subject.py"
+    )
+    if ci:
+        result.assert_outcomes(passed=1, errors=1)
+        result.stdout.fnmatch_lines(["ERROR *test_uses_redis*pip install hivemem-redis*CI is set*"])
+    else:
+        result.assert_outcomes(passed=1, skipped=1)
+        result.stdout.fnmatch_lines(
+            [
+                "SKIPPED *the redis_server fixture comes from hivemem_redis.testing, in the "
+                "hivemem-redis plugin, which is not installed or not loaded (-p no:...): "
+                "pip install hivemem-redis"
+            ]
+        )

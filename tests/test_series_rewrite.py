@@ -41,9 +41,13 @@ def test_rewrite_series_is_off_by_default() -> None:
 
 
 def test_rewrite_series_default_raises_unsupported_naming_the_backend() -> None:
-    backend = PlainBackend()
+    async def rewrite() -> None:
+        backend = PlainBackend()
+        await backend.open()
+        await backend.rewrite_series("ns", "s", [(1, b"old", b"new")])
+
     with pytest.raises(Unsupported) as info:
-        asyncio.run(backend.rewrite_series("ns", "s", [(1, b"old", b"new")]))
+        asyncio.run(rewrite())
     assert isinstance(info.value, HivememError)
     assert isinstance(info.value, NotImplementedError)
     assert "plainstore" in str(info.value)

@@ -9,7 +9,8 @@ The hooks themselves are documented in :mod:`hivemem.hookspecs`. Names:
 
 * registration: :data:`hookimpl`, :class:`Register`;
 * backends: :class:`Backend` (:data:`PRIMITIVES` to implement,
-  :data:`DEFAULTS` composed from them), :class:`Capabilities`,
+  :data:`DEFAULTS` composed from them, :data:`OPTIONAL` capabilities),
+  :func:`build_backend` (for backends that wrap others), :class:`Capabilities`,
   :class:`Record`, :class:`SeriesEntry`, :class:`KindStats`,
   :class:`SeriesStats`, :class:`NamespaceStats`, :func:`check_ttl`,
   :func:`prefix_upper`, :func:`prefix_upper_bytes`;
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backend import (
     DEFAULTS,
+    OPTIONAL,
     PRIMITIVES,
     Backend,
     Capabilities,
@@ -71,7 +73,7 @@ from .errors import (
 from .hookspecs import Register
 from .options import Option, coerce_option, parse_options
 from .pipeline import read_header
-from .plugins import hookimpl
+from .plugins import build_backend, hookimpl
 from .redact import redact_url, scrub
 
 if TYPE_CHECKING:
@@ -90,6 +92,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "DEFAULTS",
+    "OPTIONAL",
     "PRIMITIVES",
     "RESOURCE_NS",
     "Backend",
@@ -127,6 +130,7 @@ __all__ = [
     "Unsupported",
     "UntrustedCodec",
     "ValueTooLarge",
+    "build_backend",
     "check_ttl",
     "coerce_option",
     "common_options",

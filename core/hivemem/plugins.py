@@ -19,13 +19,16 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pluggy
 
 from . import hookspecs
-from .errors import ConfigError, PluginConflict, PluginNotFound
+from .errors import ConfigError, PluginConflict, PluginError, PluginNotFound
+
+if TYPE_CHECKING:
+    from .backend import Backend
 
 log = logging.getLogger("hivemem.plugins")
 
@@ -348,8 +351,30 @@ __all__ = [
     "PluginEntry",
     "Plugins",
     "Registry",
+    "build_backend",
     "get_plugins",
     "hookimpl",
     "make_plugins",
     "reset_plugins",
 ]
+
+
+def build_backend(url: str, *, plugins: Plugins | None = None, **options: Any) -> Backend:
+    """The backend registered for ``url``'s scheme, built (not opened) by its plugin's factory.
+
+    For backends that wrap others (a proxy, a composite): the caller opens and
+    closes what it builds. ``plugins`` defaults to the process-wide plugins.
+    """
+    from urllib.parse import urlsplit
+
+    from .backend import Backend
+
+    scheme = urlsplit(url).scheme.lower()
+    entry = (plugins or get_plugins()).registry("backend").for_scheme(scheme)
+    backend = entry.factory(url, **options)
+    if not isinstance(backend, Backend):
+        raise PluginError(
+            "backend", entry.name, f"factory returned {type(backend).__name__}, not a Backend"
+        )
+    return backend
+

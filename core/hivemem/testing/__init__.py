@@ -10,9 +10,13 @@ A plugin's test module is mostly one class that points a suite at its factory::
         def backend_url(self, redis_server):
             return redis_server.url
 
-The fixtures (``hivemem_runner``, ``redis_server``, ``memcached_server``, ...)
-come from the pytest plugin :mod:`hivemem.testing.plugin`, loaded
-automatically through the ``pytest11`` entry point. A test that cannot run
+The fixtures (``hivemem_runner``, ``hivemem_plugins``) come from the pytest
+plugin :mod:`hivemem.testing.plugin`, loaded automatically through the
+``pytest11`` entry point; real-server fixtures come from the plugin that
+owns the server, the same way (``redis_server`` and ``redis_cluster`` from
+``hivemem_redis.testing``, ``memcached_server`` from
+``hivemem_memcached.testing``), on the kit's generic launcher
+(:mod:`hivemem.testing.servers`). A test that cannot run
 here (a missing server, plugin or suite fixture) skips with the reason, and
 fails when the ``CI`` environment variable is ``true``: see
 :func:`skip_or_fail` and :func:`require_module`. The suites import
@@ -32,8 +36,6 @@ if TYPE_CHECKING:
         NOT_FOR_ENCRYPTORS,
         NOT_FOR_SERIALIZERS,
         CodecSuite,
-        PipelineCombinationSuite,
-        pipeline_combinations,
     )
     from .helpers import (
         TRICKY_STRINGS,
@@ -45,13 +47,12 @@ if TYPE_CHECKING:
         require_module,
         skip_or_fail,
     )
-    from .plugin import missing_binary, start_server
+    from .pipeline_suite import PipelineCombinationSuite, pipeline_combinations
+    from .plugin import missing_binary, server_factory, start_server
     from .servers import (
-        MemcachedServer,
-        RedisCluster,
-        RedisServer,
         ServerBinaryMissing,
         ServerError,
+        ServerProcess,
         find_binary,
         free_port,
     )
@@ -68,8 +69,8 @@ _EXPORTS: dict[str, str] = {
     "NOT_FOR_ENCRYPTORS": "codec_suite",
     "NOT_FOR_SERIALIZERS": "codec_suite",
     "NOT_FOR_REMOTE_CACHES": "cache_suite",
-    "PipelineCombinationSuite": "codec_suite",
-    "pipeline_combinations": "codec_suite",
+    "PipelineCombinationSuite": "pipeline_suite",
+    "pipeline_combinations": "pipeline_suite",
     "TRICKY_STRINGS": "helpers",
     "build_frame": "helpers",
     "eventually": "helpers",
@@ -80,10 +81,9 @@ _EXPORTS: dict[str, str] = {
     "in_ci": "helpers",
     "missing_binary": "plugin",
     "start_server": "plugin",
-    "MemcachedServer": "servers",
-    "RedisCluster": "servers",
-    "RedisServer": "servers",
+    "server_factory": "plugin",
     "ServerBinaryMissing": "servers",
+    "ServerProcess": "servers",
     "ServerError": "servers",
     "find_binary": "servers",
     "free_port": "servers",
@@ -102,12 +102,10 @@ __all__ = [
     "BackendSuite",
     "CacheSuite",
     "CodecSuite",
-    "MemcachedServer",
     "PipelineCombinationSuite",
-    "RedisCluster",
-    "RedisServer",
     "ServerBinaryMissing",
     "ServerError",
+    "ServerProcess",
     "build_frame",
     "eventually",
     "find_binary",
@@ -121,6 +119,7 @@ __all__ = [
     "require_capability",
     "require_module",
     "run_backend_state_machine",
+    "server_factory",
     "skip_or_fail",
     "start_server",
 ]
@@ -129,6 +128,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
+        from .servers import MOVED, moved
+
+        if name in MOVED:  # RedisServer, MemcachedServer, ...: now in their plugins
+            return moved(name, __name__)
         raise AttributeError(f"module 'hivemem.testing' has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value

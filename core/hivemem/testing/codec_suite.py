@@ -20,24 +20,23 @@ compressor's output is bounded (a 100+ MB bomb fails without allocating the
 expansion); a serializer refuses what it cannot store with
 :class:`~hivemem.errors.SerializationError`.
 
-:class:`PipelineCombinationSuite` round-trips values through every
-installed (serializer, compressor, encryptor) combination and reads each
-frame back under every other combination: reading follows the frame.
+:class:`PipelineCombinationSuite` (in :mod:`.pipeline_suite`, importable
+from here too) round-trips values through every installed (serializer,
+compressor, encryptor) combination and reads each frame back under every
+other combination: reading follows the frame. The values and hostile frames
+both suites use are in :mod:`.codec_values`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import decimal
-import itertools
 import math
 import tracemalloc
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -45,15 +44,28 @@ from hypothesis import strategies as st
 from hivemem.errors import (
     CodecNotInstalled,
     DecryptionError,
-    FrameError,
     SerializationError,
     UnencryptedFrame,
     UntrustedCodec,
 )
 from hivemem.pipeline import Pipeline, read_header
-from hivemem.plugins import Plugins, make_plugins
+from hivemem.plugins import Plugins
 
+from .codec_values import (
+    KEY,
+    AttrsThing,
+    DataThing,
+    DictSubclass,
+    MiB,
+    basic_values,
+    corrupt_variants,
+    expect_frame_error,
+    extended_values,
+    pickle_canary,
+    same_types,
+)
 from .helpers import build_frame, missing_fixture
+from .pipeline_suite import PipelineCombinationSuite, pipeline_combinations
 
 __all__ = [
     "NOT_FOR_COMPRESSORS",
@@ -65,128 +77,6 @@ __all__ = [
     "extended_values",
     "pipeline_combinations",
 ]
-
-KEY = "hmkit:codec/key\x00é"
-MiB = 1024 * 1024
-
-# -- value strategies ----------------------------------------------------------------------
-
-_basic_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40)
-)
-#: values every serializer must round-trip: JSON's data model with 64-bit ints
-basic_values = st.recursive(
-    _basic_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=12), inner, max_size=5)
-    ),
-    max_leaves=20,
-)
-
-_offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
-    lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
-)
-_hashables = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | st.text(max_size=10)
-    | st.binary(max_size=10)
-)
-_hashable_keys = _hashables | st.tuples(_hashables, _hashables)
-_extended_scalars = (
-    _basic_scalars
-    | st.integers()
-    | st.floats(allow_nan=False)
-    | st.binary(max_size=40)
-    | st.datetimes()
-    | st.datetimes(timezones=_offsets)
-    | st.dates()
-    | st.times()
-    | st.times(timezones=_offsets)
-    | st.timedeltas()
-    | st.decimals(allow_nan=False)
-    | st.uuids()
-)
-#: the json serializer's documented types (see :mod:`hivemem.builtin.codecs`), nested
-extended_values = st.recursive(
-    _extended_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4)
-        | st.lists(inner, max_size=4).map(tuple)
-        | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-        | st.dictionaries(_hashable_keys, inner, max_size=4)
-        | st.sets(_hashables, max_size=4)
-        | st.frozensets(_hashables, max_size=4)
-    ),
-    max_leaves=16,
-)
-
-
-def _same_types(a: Any, b: Any) -> bool:
-    """Equal values whose containers and tagged scalars kept their exact types."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, dict):
-        return a.keys() == b.keys() and all(_same_types(v, b[k]) for k, v in a.items())
-    if isinstance(a, list | tuple):
-        return len(a) == len(b) and all(_same_types(x, y) for x, y in zip(a, b, strict=True))
-    return bool(a == b)
-
-
-@attrs.define
-class _AttrsThing:
-    x: int = 1
-
-
-class _DictSub(dict):  # type: ignore[type-arg]
-    """A dict subclass: comes back as (at least) a dict."""
-
-
-@dataclasses.dataclass
-class _DataThing:
-    x: int = 1
-
-
-def _corrupt_variants(frame: bytes) -> list[bytes]:
-    """Every single-bit (0x01) and whole-byte (0xFF) flip of ``frame``."""
-    out = []
-    for i in range(len(frame)):
-        for mask in (0x01, 0xFF):
-            out.append(frame[:i] + bytes([frame[i] ^ mask]) + frame[i + 1 :])
-    return out
-
-
-class _Canary:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        import pathlib
-
-        return (pathlib.Path(self.path).touch, ())
-
-
-def _pickle_canary(path: Any) -> bytes:
-    """A pickle that creates ``path`` when unpickled (what an attacker would store)."""
-    import pickle
-
-    return pickle.dumps(_Canary(str(path)))
-
-
-def _expect_frame_error(pipeline: Pipeline, frame: bytes, what: str) -> FrameError:
-    try:
-        value = pipeline.decode(frame, key=KEY)
-    except FrameError as exc:
-        assert exc.key == KEY, f"{what}: FrameError does not name the key"
-        assert repr(KEY) in str(exc), f"{what}: message does not name the key"
-        return exc
-    raise AssertionError(f"{what}: decoded to {value!r} instead of raising FrameError")
 
 
 # -- CodecSuite ----------------------------------------------------------------------------
@@ -300,7 +190,7 @@ class CodecSuite:
             def check(value: Any) -> None:
                 data = codec.dumps(value)
                 assert isinstance(data, bytes)
-                assert _same_types(codec.loads(data), value)
+                assert same_types(codec.loads(data), value)
 
         else:
             data_strategy = st.binary(max_size=2048) | st.text(alphabet="ab ", max_size=5000).map(
@@ -329,7 +219,7 @@ class CodecSuite:
         @given(self._values(codec_kind))
         def check(value: Any) -> None:
             frame = pipeline.encode(value, key=KEY)
-            assert _same_types(pipeline.decode(frame, key=KEY), value)
+            assert same_types(pipeline.decode(frame, key=KEY), value)
 
         check()
 
@@ -347,13 +237,13 @@ class CodecSuite:
         """Every truncation raises FrameError naming the key."""
         frame = pipeline.encode(self._sample(codec_kind), key=KEY)
         for n in range(len(frame)):
-            _expect_frame_error(pipeline, frame[:n], f"frame truncated to {n} bytes")
+            expect_frame_error(pipeline, frame[:n], f"frame truncated to {n} bytes")
 
     def test_flipped_bytes_raise(self, pipeline: Pipeline, codec_kind: str) -> None:
         """Every flipped byte raises FrameError naming the key."""
         frame = pipeline.encode(self._sample(codec_kind), key=KEY)
-        for n, bad in enumerate(_corrupt_variants(frame)):
-            _expect_frame_error(pipeline, bad, f"byte {n // 2} flipped")
+        for n, bad in enumerate(corrupt_variants(frame)):
+            expect_frame_error(pipeline, bad, f"byte {n // 2} flipped")
 
     def test_foreign_data_raises(self, pipeline: Pipeline, codec_kind: str) -> None:
         """Wrong magic, other versions and random data raise FrameError."""
@@ -367,7 +257,7 @@ class CodecSuite:
             "doubled": frame + frame,
             "nul bytes": b"\x00" * 64,
         }.items():
-            _expect_frame_error(pipeline, bad, what)
+            expect_frame_error(pipeline, bad, what)
 
     def test_payload_damage_behind_a_valid_checksum(
         self, pipeline: Pipeline, codec_kind: str
@@ -387,7 +277,7 @@ class CodecSuite:
             for i in range(0, len(payload), max(1, len(payload) // 40)):
                 damaged[f"bit {i}"] = payload[:i] + bytes([payload[i] ^ 1]) + payload[i + 1 :]
         for what, bad in damaged.items():
-            exc = _expect_frame_error(pipeline, build_frame(stages, bad), what)
+            exc = expect_frame_error(pipeline, build_frame(stages, bad), what)
             if codec_kind == "encryptor":
                 assert isinstance(exc, DecryptionError), what
 
@@ -401,11 +291,11 @@ class CodecSuite:
         else:
             stages.append((codec_kind, "hmkit-absent"))
         frame = build_frame(stages, b"payload")
-        exc = _expect_frame_error(pipeline, frame, "unknown codec")
+        exc = expect_frame_error(pipeline, frame, "unknown codec")
         assert isinstance(exc, UntrustedCodec)
         assert exc.codec == "hmkit-absent" and exc.stage == codec_kind
         allowed = make_pipeline(read_codecs=("hmkit-absent",), accept_plaintext=True)
-        exc = _expect_frame_error(allowed, frame, "allowed but not installed")
+        exc = expect_frame_error(allowed, frame, "allowed but not installed")
         assert isinstance(exc, CodecNotInstalled)
         assert exc.codec == "hmkit-absent" and exc.stage == codec_kind
         assert "hmkit-absent" in str(exc)
@@ -415,7 +305,7 @@ class CodecSuite:
     ) -> None:
         """A frame naming an installed codec the reader does not allow (pickle) never runs it."""
         canary = tmp_path / "canary"
-        payload = _pickle_canary(canary)
+        payload = pickle_canary(canary)
         frames = {"pickle serializer": build_frame([("serializer", "pickle")], payload)}
         if codec_kind != "serializer":
             frames["pickle inside this codec"] = pipeline.encode(self._sample(codec_kind), KEY)
@@ -425,7 +315,7 @@ class CodecSuite:
                 frames["pickle inside this codec"][pos:],
             )
         for what, frame in frames.items():
-            exc = _expect_frame_error(pipeline, frame, what)
+            exc = expect_frame_error(pipeline, frame, what)
             assert isinstance(exc, UntrustedCodec), what
             assert exc.codec == "pickle" and "pickle" in str(exc)
         assert not canary.exists(), "a pickle frame ran code in the reader"
@@ -438,8 +328,8 @@ class CodecSuite:
             bad = [("serializer", codec_name), ("serializer", codec_name)]
         else:
             bad = [("serializer", "json"), (codec_kind, codec_name), (codec_kind, codec_name)]
-        _expect_frame_error(pipeline, build_frame(bad, b"payload"), "repeated stage")
-        _expect_frame_error(
+        expect_frame_error(pipeline, build_frame(bad, b"payload"), "repeated stage")
+        expect_frame_error(
             pipeline, build_frame([(codec_kind, codec_name)], b"payload"), "no serializer first"
         )
 
@@ -449,7 +339,7 @@ class CodecSuite:
         """Encryptors: a frame without the encryption stage is refused unless migrating."""
         assert codec_kind == "encryptor"
         frame = build_frame([("serializer", "json")], b'{"forged": true}')
-        exc = _expect_frame_error(pipeline, frame, "plaintext frame")
+        exc = expect_frame_error(pipeline, frame, "plaintext frame")
         assert isinstance(exc, UnencryptedFrame)
         migrating = make_pipeline(accept_plaintext=True)
         assert migrating.decode(frame, KEY) == {"forged": True}
@@ -471,7 +361,7 @@ class CodecSuite:
         frame = build_frame([("serializer", "json"), ("compressor", codec_name)], compression_bomb)
         tracemalloc.start()
         try:
-            _expect_frame_error(limited, frame, "decompression bomb")
+            expect_frame_error(limited, frame, "decompression bomb")
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -488,7 +378,7 @@ class CodecSuite:
         value = "z" * 60_000
         assert limited.decode(limited.encode(value, key=KEY), key=KEY) == value
         too_big = make_pipeline().encode("z" * 70_000, key=KEY)
-        _expect_frame_error(limited, too_big, "value over max_output_size")
+        expect_frame_error(limited, too_big, "value over max_output_size")
 
     # -- serializers --------------------------------------------------------------------
     def test_documented_types_round_trip(self, codec: Any, codec_kind: str) -> None:
@@ -526,10 +416,10 @@ class CodecSuite:
         ]
         for value in values:
             out = codec.loads(codec.dumps(value))
-            assert _same_types(out, value), value
+            assert same_types(out, value), value
         out = codec.loads(codec.dumps(bytearray(b"ab")))
         assert out == b"ab" and isinstance(out, bytes | bytearray)
-        out = codec.loads(codec.dumps(_DictSub(a=1)))
+        out = codec.loads(codec.dumps(DictSubclass(a=1)))
         assert out == {"a": 1} and isinstance(out, dict)
         nan = codec.loads(codec.dumps(float("nan")))
         assert isinstance(nan, float) and math.isnan(nan)
@@ -544,8 +434,8 @@ class CodecSuite:
             pytest.skip("serializer stores arbitrary objects by design")
         for value in (
             object(),
-            _AttrsThing(),
-            _DataThing(),
+            AttrsThing(),
+            DataThing(),
             len,
             {"nested": [object()]},
             "\ud800",
@@ -556,12 +446,11 @@ class CodecSuite:
                 pipeline.encode(value, key=KEY)
             assert repr(KEY) in str(info.value)
         with pytest.raises(SerializationError) as info:
-            codec.dumps(_AttrsThing())
-        assert "_AttrsThing" in str(info.value)
+            codec.dumps(AttrsThing())
+        assert "AttrsThing" in str(info.value)
 
 
-# -- pipeline combinations -------------------------------------------------------------------
-
+# -- not_applicable tables ---------------------------------------------------------------
 
 #: ``not_applicable`` entries for a serializer's CodecSuite
 _ONLY_COMPRESSORS: dict[str, str] = {
@@ -580,159 +469,3 @@ NOT_FOR_SERIALIZERS: dict[str, str] = {**_ONLY_COMPRESSORS, **_ONLY_ENCRYPTORS}
 NOT_FOR_COMPRESSORS: dict[str, str] = {**_ONLY_SERIALIZERS, **_ONLY_ENCRYPTORS}
 #: ``not_applicable`` entries for an encryptor's CodecSuite
 NOT_FOR_ENCRYPTORS: dict[str, str] = {**_ONLY_COMPRESSORS, **_ONLY_SERIALIZERS}
-
-
-def pipeline_combinations(plugins: Plugins) -> list[tuple[str, str, str]]:
-    """Every installed ``(serializer, compressor, encryptor)`` combination (with ``none``)."""
-    serializers = plugins.registry("serializer").names()
-    compressors = sorted(set(plugins.registry("compressor").names()) | {"none"})
-    encryptors = sorted(set(plugins.registry("encryptor").names()) | {"none"})
-    return list(itertools.product(serializers, compressors, encryptors))
-
-
-class PipelineCombinationSuite:
-    """Round-trips and cross-reads through every installed codec combination.
-
-    Override ``hivemem_plugins`` to choose which plugins take part and
-    ``codec_options`` (``{codec_name: {option: value}}``) to give encryptors
-    their keys.
-    """
-
-    #: hypothesis examples (each runs through every combination)
-    max_examples: ClassVar[int] = 25
-
-    @pytest.fixture
-    def codec_options(self) -> dict[str, dict[str, Any]]:
-        """Options per codec name, shared by every pipeline (keys for encryptors)."""
-        return {}
-
-    @pytest.fixture
-    def combinations(self, hivemem_plugins: Plugins) -> list[tuple[str, str, str]]:
-        """The combinations under test."""
-        return pipeline_combinations(hivemem_plugins)
-
-    @pytest.fixture
-    def pipelines(
-        self,
-        combinations: list[tuple[str, str, str]],
-        codec_options: dict[str, dict[str, Any]],
-        hivemem_plugins: Plugins,
-    ) -> dict[tuple[str, str, str], Pipeline]:
-        """One pipeline per combination."""
-        return {
-            combo: Pipeline(*combo, options=codec_options, plugins=hivemem_plugins)
-            for combo in combinations
-        }
-
-    SAMPLES: ClassVar[list[Any]] = [
-        None,
-        {"small": 1},
-        {"text": "compress me " * 2000, "list": list(range(300))},
-        ["ünïcödé", "\U0001f600" * 100, -1.5, 2**62, True],
-        "",
-    ]
-
-    def test_there_is_something_to_combine(self, combinations: list[tuple[str, str, str]]) -> None:
-        """At least one combination is installed, none twice."""
-        assert combinations
-        assert all(len(c) == 3 for c in combinations)
-        assert len(set(combinations)) == len(combinations)
-
-    def test_every_combination_round_trips(
-        self, pipelines: dict[tuple[str, str, str], Pipeline]
-    ) -> None:
-        """Every combination round-trips (property-based)."""
-
-        @settings(
-            max_examples=self.max_examples,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        )
-        @given(basic_values | st.text(alphabet="ab", min_size=300, max_size=3000))
-        def check(value: Any) -> None:
-            for combo, pipeline in pipelines.items():
-                out = pipeline.decode(pipeline.encode(value, key=KEY), key=KEY)
-                assert _same_types(out, value), combo
-
-        check()
-
-    def test_reading_follows_the_frame(
-        self,
-        pipelines: dict[tuple[str, str, str], Pipeline],
-        codec_options: dict[str, dict[str, Any]],
-        hivemem_plugins: Plugins,
-    ) -> None:
-        """A frame reads under every reader that trusts its codecs, and under no other.
-
-        A reader trusts what it writes plus ``read_codecs``; with an encryptor
-        configured it refuses frames without one (unless ``accept_plaintext``).
-        """
-        names = {n for combo in pipelines for n in combo if n != "none"}
-        for value in self.SAMPLES:
-            frames = {combo: p.encode(value, key=KEY) for combo, p in pipelines.items()}
-            for writer, frame in frames.items():
-                stages, _ = read_header(frame, KEY)  # a compressor may have declined
-                written = {name for _, name in stages}
-                for reader_combo, reader in pipelines.items():
-                    trusted = written <= set(reader_combo)
-                    plaintext = reader_combo[2] != "none" and writer[2] == "none"
-                    if trusted and not plaintext:
-                        out = reader.decode(frame, key=KEY)
-                        assert _same_types(out, value), (writer, reader_combo)
-                        continue
-                    with pytest.raises(FrameError) as info:
-                        reader.decode(frame, key=KEY)
-                    expected = UntrustedCodec if not trusted else UnencryptedFrame
-                    assert isinstance(info.value, expected), (writer, reader_combo)
-                    assert info.value.key == KEY
-            for reader_combo in pipelines:  # a migrating reader that allows every codec
-                lenient = Pipeline(
-                    *reader_combo,
-                    options=codec_options,
-                    plugins=hivemem_plugins,
-                    read_codecs=sorted(names),
-                    accept_plaintext=True,
-                )
-                for writer, frame in frames.items():
-                    assert _same_types(lenient.decode(frame, key=KEY), value), writer
-
-    def test_frames_name_their_stages(
-        self,
-        pipelines: dict[tuple[str, str, str], Pipeline],
-        hivemem_plugins: Plugins,
-    ) -> None:
-        """Headers list applied stages in order, all resolvable; no rewrite needed."""
-        big = self.SAMPLES[2]
-        for (ser, comp, enc), pipeline in pipelines.items():
-            for value in (big, {"small": 1}):
-                frame = pipeline.encode(value, key=KEY)
-                stages, _ = read_header(frame, KEY)
-                assert stages[0] == ("serializer", ser)
-                kinds = [kind for kind, _ in stages]
-                assert kinds == sorted(kinds, key=["serializer", "compressor", "encryptor"].index)
-                assert (("encryptor", enc) in stages) == (enc != "none")
-                if comp == "none":
-                    assert "compressor" not in kinds
-                for kind, name in stages:
-                    hivemem_plugins.registry(kind).get(name)  # every name resolves
-                assert pipeline.reencode(frame, KEY) is None, "own frame needs no rewrite"
-            if comp != "none":
-                stages, _ = read_header(pipeline.encode(big, key=KEY), KEY)
-                assert ("compressor", comp) in stages, "a highly compressible value stays raw"
-
-    def test_missing_codec_names_its_package(self) -> None:
-        """A missing first-party codec error names its pip package."""
-        import hivemem.builtin
-
-        builtin_only = make_plugins(entrypoints=False, plugins={"builtin": hivemem.builtin})
-        reader = Pipeline(plugins=builtin_only, read_codecs=["zstd", "fernet"])
-        for stage, name, package in (
-            ("compressor", "zstd", "hivemem-zstd"),
-            ("encryptor", "fernet", "hivemem-fernet"),
-        ):
-            frame = build_frame([("serializer", "json"), (stage, name)], b"opaque")
-            with pytest.raises(CodecNotInstalled) as info:
-                reader.decode(frame, key=KEY)
-            assert (info.value.codec, info.value.stage) == (name, stage)
-            assert info.value.package == package and package in str(info.value)
-            assert info.value.key == KEY

@@ -32,13 +32,16 @@ Async tests that do not ask for the runner are left to other plugins
 
 Server fixtures
 ---------------
-``redis_server``, ``redis_cluster`` and ``memcached_server`` are
-session-scoped real servers (see :mod:`hivemem.testing.servers`);
-``redis_server_factory`` and ``memcached_server_factory`` start private
-servers with custom options for tests that kill, pause or restart them.
-When a server binary is missing the fixture skips with the ``apt-get``
-command that installs it, or fails when the ``CI`` environment variable is
-``true``/``1``.
+Each plugin ships the fixtures of its own server as a pytest plugin of its
+distribution (a ``pytest11`` entry point), built on the generic launcher
+:mod:`hivemem.testing.servers` and the helpers here (:func:`start_server`,
+:func:`server_factory`): ``redis_server``, ``redis_server_factory`` and
+``redis_cluster`` come from ``hivemem_redis.testing``, ``memcached_server``
+and ``memcached_server_factory`` from ``hivemem_memcached.testing``. When a
+server binary is missing the fixture skips with the ``apt-get`` command that
+installs it, or fails when the ``CI`` environment variable is
+``true``/``1``; when the plugin itself is not installed (or is disabled with
+``-p no:NAME``) the fixture does the same, naming the package to install.
 
 Nothing skips silently in CI
 ----------------------------
@@ -62,30 +65,46 @@ from __future__ import annotations
 import asyncio
 import difflib
 import inspect
+import types
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from .helpers import in_ci, missing_fixture, require_module, skip_or_fail
-from .servers import MemcachedServer, RedisCluster, RedisServer, ServerBinaryMissing
+from .servers import ServerBinaryMissing
 
-S = TypeVar("S", RedisServer, MemcachedServer, RedisCluster)
+
+class Startable(Protocol):
+    """A server manager: ``start()`` it, ``stop(cleanup=True)`` it."""
+
+    def start(self) -> Any: ...
+
+    def stop(self, *, cleanup: bool = False) -> None: ...
+
+
+S = TypeVar("S", bound=Startable)
 
 _DEFAULT_TIMEOUT = 300.0
 
 __all__ = [
+    "PLUGIN_FIXTURES",
     "hivemem_plugins",
     "hivemem_runner",
     "in_ci",
-    "memcached_server",
-    "memcached_server_factory",
     "missing_binary",
-    "redis_cluster",
-    "redis_server",
-    "redis_server_factory",
+    "server_factory",
     "start_server",
 ]
+
+#: server fixtures the plugins provide: fixture -> (its pytest plugin module, distribution)
+PLUGIN_FIXTURES: dict[str, tuple[str, str]] = {
+    "redis_server": ("hivemem_redis.testing", "hivemem-redis"),
+    "redis_server_factory": ("hivemem_redis.testing", "hivemem-redis"),
+    "redis_cluster": ("hivemem_redis.testing", "hivemem-redis"),
+    "memcached_server": ("hivemem_memcached.testing", "hivemem-memcached"),
+    "memcached_server_factory": ("hivemem_memcached.testing", "hivemem-memcached"),
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -104,7 +123,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the kit's markers."""
+    """Register the kit's markers; stand in for server fixtures of plugins not loaded."""
     config.addinivalue_line(
         "markers",
         "hivemem_async: run this async def test on the hivemem_runner event loop",
@@ -113,6 +132,40 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "hivemem_requires(*modules): skip when a module is not installed (fail under CI)",
     )
+    _stand_in_for_missing_fixtures(config)
+
+
+def _plugin_loaded(config: pytest.Config, module: str) -> bool:
+    plugins = config.pluginmanager.get_plugins()
+    return any(getattr(plugin, "__name__", None) == module for plugin in plugins)
+
+
+def _not_installed(fixture: str, module: str, distribution: str) -> Callable[[], None]:
+    def stand_in() -> None:
+        skip_or_fail(
+            f"the {fixture} fixture comes from {module}, in the {distribution} plugin, which "
+            f"is not installed or not loaded (-p no:...): pip install {distribution}"
+        )
+
+    stand_in.__name__ = fixture
+    return stand_in
+
+
+def _stand_in_for_missing_fixtures(config: pytest.Config) -> None:
+    """Register fixtures that skip (fail under CI) for server plugins that are not loaded.
+
+    A test asking for ``redis_server`` without hivemem-redis installed then
+    says what to install instead of "fixture not found".
+    """
+    stand_ins = {
+        fixture: pytest.fixture(name=fixture)(_not_installed(fixture, module, distribution))
+        for fixture, (module, distribution) in PLUGIN_FIXTURES.items()
+        if not _plugin_loaded(config, module)
+    }
+    if stand_ins:
+        holder = types.ModuleType("hivemem.testing.missing_server_fixtures")
+        holder.__dict__.update(stand_ins)
+        config.pluginmanager.register(holder, "hivemem-missing-server-fixtures")
 
 
 #: fixtures a suite subclass must define, by the suite's (module, class name); the
@@ -303,6 +356,26 @@ def start_server(server: S) -> S:
     return server
 
 
+def server_factory(make: Callable[..., S]) -> Iterator[Callable[..., S]]:
+    """The body of a ``*_server_factory`` fixture: ``yield from server_factory(MyServer)``.
+
+    The fixture's value starts a private server per call (``port`` and the
+    manager's options passed on); every server it started stops afterwards.
+    """
+    started: list[S] = []
+
+    def start(port: int | None = None, **options: Any) -> S:
+        server = make(port, **options)
+        started.append(server)
+        return start_server(server)
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop(cleanup=True)
+
+
 # -- fixtures ---------------------------------------------------------------------------
 
 
@@ -319,61 +392,3 @@ def hivemem_plugins() -> Any:
     from hivemem.plugins import make_plugins
 
     return make_plugins()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real ``redis-server`` shared by the session (tests must not kill it)."""
-    server = start_server(RedisServer())
-    try:
-        yield server
-    finally:
-        server.stop(cleanup=True)
-
-
-def _factory(cls: Callable[..., S]) -> Iterator[Callable[..., S]]:
-    started: list[S] = []
-
-    def make(port: int | None = None, **options: Any) -> S:
-        server = cls(port, **options)
-        started.append(server)
-        return start_server(server)
-
-    try:
-        yield make
-    finally:
-        for server in started:
-            server.stop(cleanup=True)
-
-
-@pytest.fixture
-def redis_server_factory() -> Iterator[Callable[..., RedisServer]]:
-    """Start private Redis servers: ``redis_server_factory(appendonly=True)``; all stop after."""
-    yield from _factory(RedisServer)
-
-
-@pytest.fixture(scope="session")
-def redis_cluster() -> Iterator[RedisCluster]:
-    """A real 3-master Redis Cluster shared by the session."""
-    cluster = RedisCluster(masters=3)
-    try:
-        start_server(cluster)
-        yield cluster
-    finally:
-        cluster.stop(cleanup=True)
-
-
-@pytest.fixture(scope="session")
-def memcached_server() -> Iterator[MemcachedServer]:
-    """A real ``memcached`` shared by the session (tests must not kill it)."""
-    server = start_server(MemcachedServer())
-    try:
-        yield server
-    finally:
-        server.stop(cleanup=True)
-
-
-@pytest.fixture
-def memcached_server_factory() -> Iterator[Callable[..., MemcachedServer]]:
-    """Start private memcached servers: ``memcached_server_factory(item_size=2 << 20)``."""
-    yield from _factory(MemcachedServer)

@@ -1,8 +1,9 @@
 """Fixtures of the memcached plugin's tests.
 
 Servers (``memcached_server``, session-scoped and shared; ``memcached_server_factory``
-for private ones a test may pause or kill) and the ``hivemem_runner`` event
-loop come from hivemem's conformance kit (``hivemem.testing``).
+for private ones a test may pause or kill) come from this plugin's own pytest
+plugin (``hivemem_memcached.testing``, a ``pytest11`` entry point), the
+``hivemem_runner`` event loop from hivemem's conformance kit (``hivemem.testing``).
 
 Nothing here depends on how fast or how busy the machine is: caches get a
 generous timeout unless a test is about timeouts (and then says so in its
@@ -21,9 +22,9 @@ from typing import Any
 
 import aiomcache
 import pytest
-from hivemem.testing.plugin import start_server
-from hivemem.testing.servers import MemcachedServer
+from hivemem.testing import start_server
 from hivemem_memcached import MemcachedCache
+from hivemem_memcached.testing import MemcachedServer
 
 _prefixes = itertools.count()
 

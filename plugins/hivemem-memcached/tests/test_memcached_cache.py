@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
 
-from hivemem.plugins import make_plugins
+from hivemem import make_plugins
 from hivemem.testing.helpers import TRICKY_STRINGS, eventually
-from hivemem.testing.servers import MemcachedServer, free_port
+from hivemem.testing.servers import free_port
 from hivemem_memcached import MemcachedCache
+from hivemem_memcached.testing import MemcachedServer
 
 EVIL_IDS = [
     "a b",

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 from hivemem.testing import NOT_FOR_REMOTE_CACHES, CacheSuite
-from hivemem.testing.servers import MemcachedServer
 from hivemem_memcached import MemcachedCache
+from hivemem_memcached.testing import MemcachedServer
 
 #: the suite is not about timeouts: a reply held up by a busy machine must not become a
 #: miss (the plugin's default timeout is 0.25 s)

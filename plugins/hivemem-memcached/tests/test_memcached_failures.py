@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 from hivemem.testing.helpers import eventually
-from hivemem.testing.servers import MemcachedServer
 from hivemem_memcached import MemcachedCache
+from hivemem_memcached.testing import MemcachedServer
 
 T = TypeVar("T")
 
@@ -36,6 +36,39 @@ async def answered(call: Awaitable[T], what: str = "the call") -> T:
             return await call
     except TimeoutError:
         pytest.fail(f"{what} hung: no answer within {HANG:g}s (the timeout is {TIMEOUT:g}s)")
+
+
+async def _down_server_costs_no_waiting(cache: MemcachedCache, items: dict[str, bytes]) -> None:
+    """Marked down (the clock stands still): every call answers at once, none reaches it.
+
+    A read is a miss, a write is lost (and its key dirty), a lease fails open.
+    """
+    stats = cache.stats()
+    timeouts, skipped = stats["timeouts"], stats["skipped"]
+    assert await answered(cache.get_many(list(items)), "get_many") == {}
+    await answered(cache.set("k3", b"new"), "set")
+    await answered(cache.delete("k4"), "delete")
+    assert await answered(cache.lease("k5", 2), "lease") is True
+    assert [await answered(cache.get(k), "get") for k in items] == [None] * len(items)
+    stats = cache.stats()
+    assert stats["timeouts"] == timeouts  # none of them waited on the stalled server
+    assert stats["skipped"] > skipped
+
+
+async def _every_value_comes_back(
+    cache: MemcachedCache, clock: Any, items: dict[str, bytes]
+) -> None:
+    """After the server resumes, every value is served again and none is stale."""
+
+    async def every_value_back() -> bool:
+        clock.advance(60)  # a probe may go out on every round
+        got = await cache.get_many(list(items))
+        # never stale: k4 was deleted and k3 rewritten while the server was stalled
+        assert "k4" not in got and got.get("k3") in (None, b"new"), got
+        assert all(v == items[k] for k, v in got.items() if k != "k3"), got
+        return set(got) >= set(items) - {"k3", "k4"} and cache.stats()["servers_down"] == 0
+
+    await eventually(every_value_back, timeout=30, what="the resumed server serving again")
 
 
 async def test_stalled_server_gives_bounded_misses_then_hits_again(
@@ -58,17 +91,8 @@ async def test_stalled_server_gives_bounded_misses_then_hits_again(
         assert concurrent == [None] * len(items)
         stats = cache.stats()
         assert stats["timeouts"] >= 1 and stats["servers_down"] == 1
-        # marked down (and the clock stands still): no call goes to the server, each
-        # answers at once -- a miss, a lost write, a lease that fails open
-        timeouts, skipped = stats["timeouts"], stats["skipped"]
-        assert await answered(cache.get_many(list(items)), "get_many") == {}
-        await answered(cache.set("k3", b"new"), "set")
-        await answered(cache.delete("k4"), "delete")
-        assert await answered(cache.lease("k5", 2), "lease") is True
-        assert [await answered(cache.get(k), "get") for k in items] == [None] * len(items)
-        stats = cache.stats()
-        assert stats["timeouts"] == timeouts  # none of them waited on the stalled server
-        assert stats["skipped"] > skipped
+        await _down_server_costs_no_waiting(cache, items)
+        timeouts = cache.stats()["timeouts"]
         # past the back-off exactly one caller probes the (still stalled) server
         clock.advance(60)
         probed = await answered(asyncio.gather(*(cache.get(k) for k in items)), "reads")
@@ -79,16 +103,7 @@ async def test_stalled_server_gives_bounded_misses_then_hits_again(
         memcached_server.resume()
     print(f"\nstalled server: 20 concurrent reads answered in {stalled_for * 1000:.0f} ms "
           f"(timeout {TIMEOUT * 1000:.0f} ms)")
-
-    async def every_value_back() -> bool:
-        clock.advance(60)  # a probe may go out on every round
-        got = await cache.get_many(list(items))
-        # never stale: k4 was deleted and k3 rewritten while the server was stalled
-        assert "k4" not in got and got.get("k3") in (None, b"new"), got
-        assert all(v == items[k] for k, v in got.items() if k != "k3"), got
-        return set(got) >= set(items) - {"k3", "k4"} and cache.stats()["servers_down"] == 0
-
-    await eventually(every_value_back, timeout=30, what="the resumed server serving again")
+    await _every_value_comes_back(cache, clock, items)
 
 
 def _hit_or_cut(cache: MemcachedCache, got: bytes | None, want: bytes, timeouts: int) -> bool:
@@ -190,22 +205,12 @@ async def test_a_lost_invalidation_is_never_served_stale(
     await eventually(fresh, timeout=30, what="a new value being served")
 
 
-async def test_killing_one_of_two_servers_mid_load(
-    mc: Any,
-    memcached_server_factory: Callable[..., MemcachedServer],
-    make_cache: Callable[..., MemcachedCache],
-) -> None:
-    one, two = memcached_server_factory(), memcached_server_factory()
-    # a killed server refuses connections at once: the generous timeout is never waited
-    # for, while a busy machine cannot turn a survivor's slow reply into a miss
-    cache = make_cache(
-        f"memcached://{mc.address(one)},{mc.address(two)}?retry_after=0.1&max_retry_after=0.4"
-    )
-    items = {f"key-{i}": f"value-{i}".encode() * 10 for i in range(400)}
-    await cache.set_many(items)
+async def _read_while_killing(
+    cache: MemcachedCache, items: dict[str, bytes], kill: Callable[[], None]
+) -> tuple[int, int, int]:
+    """8 readers until 9000 reads, ``kill()`` at 3000: (reads, wrong values, reads at kill)."""
     keys = list(items)
-    survivor = mc.address(one)
-    reads = wrong = 0
+    reads = wrong = mark = 0
     killed = asyncio.Event()
     enough = asyncio.Event()
     stop = asyncio.Event()
@@ -222,20 +227,39 @@ async def test_killing_one_of_two_servers_mid_load(
             wrong += value is not None and value != items[single]
             reads += 6
             if reads >= 3000 and not killed.is_set():
-                two.kill()
+                kill()
                 killed.set()
                 mark = reads
             if killed.is_set() and reads >= 9000:
                 enough.set()
 
-    mark = 0
     tasks = [asyncio.create_task(reader(i)) for i in range(8)]
     try:
         await asyncio.wait_for(enough.wait(), 60)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
-    assert killed.is_set() and reads - mark > 5000
+    assert killed.is_set()
+    return reads, wrong, mark
+
+
+async def test_killing_one_of_two_servers_mid_load(
+    mc: Any,
+    memcached_server_factory: Callable[..., MemcachedServer],
+    make_cache: Callable[..., MemcachedCache],
+) -> None:
+    one, two = memcached_server_factory(), memcached_server_factory()
+    # a killed server refuses connections at once: the generous timeout is never waited
+    # for, while a busy machine cannot turn a survivor's slow reply into a miss
+    cache = make_cache(
+        f"memcached://{mc.address(one)},{mc.address(two)}?retry_after=0.1&max_retry_after=0.4"
+    )
+    items = {f"key-{i}": f"value-{i}".encode() * 10 for i in range(400)}
+    await cache.set_many(items)
+    keys = list(items)
+    survivor = mc.address(one)
+    reads, wrong, mark = await _read_while_killing(cache, items, two.kill)
+    assert reads - mark > 5000
     assert wrong == 0
     on_one = [k for k in keys if cache.server_for(k) == survivor]
     on_two = [k for k in keys if cache.server_for(k) != survivor]

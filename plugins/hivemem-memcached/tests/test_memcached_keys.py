@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hivemem.errors import ConfigError
+from hivemem.plugin import ConfigError
 from hivemem_memcached.cache import exptime
 from hivemem_memcached.keys import derive_key, derive_lease_key, pick
 from hivemem_memcached.settings import ServerAddress, parse_url
@@ -95,6 +95,40 @@ def test_bad_urls_are_config_errors(url: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(needle)) as info:
         parse_url(url)
     assert "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "options", "message"),
+    [
+        ("timeout=0", {}, "memcached option timeout='0': must be > 0"),
+        ("timeout=nan", {}, "memcached option timeout='nan': must be finite"),
+        ("timeout=soon", {}, "memcached option timeout='soon': expected a number of seconds"),
+        ("pool_size=0", {}, "memcached option pool_size='0': must be >= 1"),
+        ("pool_size=1.5", {}, "memcached option pool_size='1.5': expected an integer"),
+        ("ttl=-1", {}, "memcached option ttl='-1': must be >= 0"),
+        ("ttl=", {}, "memcached option ttl='': expected a number of seconds"),
+        ("", {"down_after": 0}, "memcached option down_after=0: must be >= 1"),
+        ("", {"retry_after": True}, "memcached option retry_after=True: expected a number"),
+        ("prefix=a%20b", {}, "memcached option prefix='a b': must be at most 150 printable"),
+    ],
+)
+def test_option_errors_name_the_option_and_value(
+    query: str, options: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_url(f"memcached://h?{query}", **options)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_keyword_options_are_coerced_like_query_options() -> None:
+    from_query = parse_url("memcached://h?timeout=2&pool_size=3&ttl=7&max_retry_after=0.1")
+    from_keywords = parse_url(
+        "memcached://h", timeout=2, pool_size="3", ttl=7.0, max_retry_after=0.1
+    )
+    assert from_query == from_keywords
+    assert from_query.max_retry_after == from_query.retry_after == 0.5  # never below the first
+    with pytest.raises(ConfigError, match=r"unknown memcached option\(s\): bogus; known: "):
+        parse_url("memcached://h", bogus=1)
 
 
 def test_exptime_never_outlives_ttl_of_a_second_or_more() -> None:

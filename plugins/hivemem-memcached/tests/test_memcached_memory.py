@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hivemem import open_memory
-from hivemem.memory import Memory
+from hivemem import Memory, make_plugins, open_memory
 from hivemem.pipeline import MAGIC
-from hivemem.plugins import make_plugins
 from hivemem.sealing import SEAL_VERSION, TAG_SIZE
-from hivemem.testing.servers import MemcachedServer
 from hivemem_memcached import MemcachedCache
+from hivemem_memcached.testing import MemcachedServer
 
 _names = itertools.count()
 #: the secret every process of a deployment shares to authenticate cache entries
@@ -46,33 +44,37 @@ def memcached_of(memory: Memory) -> MemcachedCache:
     return caches[0]
 
 
-@pytest.fixture
-def tiered(
-    tmp_path: Path, memcached_server: MemcachedServer
-) -> Callable[..., Any]:
+class Tiered:
     """``async with tiered(**settings) as memory`` over one SQLite file and one memcached."""
-    db = tmp_path / "tiers.db"
-    prefix = f"mem{next(_names)}:"
+
+    def __init__(self, db: Path, server: MemcachedServer) -> None:
+        self.db = db
+        self.server = server
+        #: the memcached key prefix of every memory this factory opens
+        self.prefix = f"mem{next(_names)}:"
 
     @asynccontextmanager
-    async def make(**settings: Any) -> AsyncIterator[Memory]:
+    async def __call__(self, **settings: Any) -> AsyncIterator[Memory]:
         settings.setdefault("namespace", "agents")
         settings.setdefault("cache_secret", SECRET)
         memory = open_memory(
-            f"sqlite:///{db}",
+            f"sqlite:///{self.db}",
             # a generous timeout: a reply held up by a busy machine must not become a miss
-            cache=f"local:// {memcached_server.url}?prefix={prefix}&timeout=10",
+            cache=f"local:// {self.server.url}?prefix={self.prefix}&timeout=10",
             **settings,
         )
         async with memory:
             yield memory
 
-    make.prefix = prefix  # type: ignore[attr-defined]
-    return make
+
+@pytest.fixture
+def tiered(tmp_path: Path, memcached_server: MemcachedServer) -> Tiered:
+    """A :class:`Tiered` factory over ``tmp_path`` and the session's memcached."""
+    return Tiered(tmp_path / "tiers.db", memcached_server)
 
 
 async def test_reads_go_local_then_memcached_then_backend(
-    tiered: Callable[..., Any], hivemem_runner: asyncio.Runner
+    tiered: Tiered, hivemem_runner: asyncio.Runner
 ) -> None:
     async with tiered() as memory:
         reads = count_backend_reads(memory)
@@ -91,7 +93,7 @@ async def test_reads_go_local_then_memcached_then_backend(
 
 
 async def test_a_write_invalidates_both_tiers(
-    tiered: Callable[..., Any], hivemem_runner: asyncio.Runner
+    tiered: Tiered, hivemem_runner: asyncio.Runner
 ) -> None:
     async with tiered() as writer, tiered() as reader:
         await writer.put("user", "u1", {"v": 1})
@@ -112,7 +114,7 @@ async def test_a_write_invalidates_both_tiers(
 
 
 async def test_cold_key_stampede_reads_the_backend_once_per_process(
-    tiered: Callable[..., Any], hivemem_runner: asyncio.Runner
+    tiered: Tiered, hivemem_runner: asyncio.Runner
 ) -> None:
     """200 concurrent loads of a cold key in each of 4 clients (own pools, like processes)."""
     async with tiered() as seed:
@@ -179,7 +181,7 @@ def _codec_settings() -> list[Any]:
 async def test_memcached_holds_frames_never_plaintext(
     mc: Any,
     codecs: dict[str, Any],
-    tiered: Callable[..., Any],
+    tiered: Tiered,
     memcached_server: MemcachedServer,
     hivemem_runner: asyncio.Runner,
 ) -> None:
@@ -190,7 +192,7 @@ async def test_memcached_holds_frames_never_plaintext(
         assert await memory.get("note", "n1") == {"text": secret}
         stored = await memory.backend.get(memory.namespace, "note", "n1")
         assert stored is not None
-        keys = mc.dump_keys(memcached_server, tiered.prefix)  # type: ignore[attr-defined]
+        keys = mc.dump_keys(memcached_server, tiered.prefix)
         assert len(keys) == 1
         raw = await mc.raw_get_derived(memcached_server, keys[0])
     assert raw is not None and raw[:1] == SEAL_VERSION
@@ -203,7 +205,7 @@ async def test_memcached_holds_frames_never_plaintext(
 
 _CHILD = r"""
 import asyncio, json, sys
-from hivemem import open_memory
+from hivemem import Memory, open_memory
 
 async def main(db, cache):
     memory = open_memory(

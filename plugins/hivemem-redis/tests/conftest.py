@@ -1,7 +1,8 @@
-"""Fixtures of the hivemem-redis tests: real servers from the hivemem conformance kit.
+"""Fixtures of the hivemem-redis tests: real servers from the plugin's own testing module.
 
-``redis_server``, ``redis_server_factory``, ``redis_cluster`` and
-``hivemem_runner`` come from the kit's pytest plugin (installed with hivemem).
+``redis_server``, ``redis_server_factory`` and ``redis_cluster`` come from
+this plugin's own pytest plugin (``hivemem_redis.testing``, a ``pytest11``
+entry point), ``hivemem_runner`` from the kit's (installed with hivemem).
 Every backend built here gets a unique key prefix, so tests sharing the
 session's servers never see each other's keys. ``freeze`` stops a server or
 a child process and returns only once the kernel reports it stopped.
