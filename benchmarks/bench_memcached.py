@@ -818,7 +818,9 @@ async def bench_stampede(plan: Plan, servers: Servers, backends: list[BackendSpe
 @contextmanager
 def started_servers() -> Iterator[Servers]:
     """A memcached and two redis-server processes on free loopback ports (stopped afterwards)."""
-    from hivemem.testing.servers import MemcachedServer, RedisServer, ServerBinaryMissing
+    from hivemem.testing.servers import ServerBinaryMissing
+    from hivemem_memcached.testing import MemcachedServer
+    from hivemem_redis.testing import RedisServer
 
     try:
         with (

@@ -507,7 +507,7 @@ def main(args: argparse.Namespace | None = None) -> None:
         return
     if shutil.which("redis-server") is None:
         raise Skip("redis-server is not installed")
-    from hivemem.testing.servers import RedisServer
+    from hivemem_redis.testing import RedisServer
 
     with RedisServer() as server:
         asyncio.run(run(server.url, quick, args))

@@ -248,7 +248,8 @@ def bench_seal(plan: Plan, summary: dict[str, str]) -> None:
 @contextmanager
 def started_memcached() -> Iterator[Any]:
     """A private memcached on a free loopback port (stopped afterwards)."""
-    from hivemem.testing.servers import MemcachedServer, ServerBinaryMissing
+    from hivemem.testing.servers import ServerBinaryMissing
+    from hivemem_memcached.testing import MemcachedServer
 
     try:
         with MemcachedServer(memory_mb=256) as server:

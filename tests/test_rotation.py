@@ -25,7 +25,7 @@ from typing import Any
 import hivemem
 from hivemem.pipeline import read_header
 from hivemem.testing import require_module
-from hivemem.testing.servers import RedisServer
+from hivemem_redis.testing import RedisServer
 
 fernet = require_module("hivemem_fernet")  # skips the module without it, fails under CI
 

@@ -60,10 +60,11 @@ from hivemem.memory import Memory, _cache_key
 from hivemem.pipeline import Pipeline, read_header
 from hivemem.sealing import SEAL_VERSION, TAG_SIZE, SealedCache
 from hivemem.testing.helpers import build_frame
-from hivemem.testing.servers import MemcachedServer, RedisCluster, RedisServer
 from hivemem_fernet import generate_key
 from hivemem_memcached import MemcachedCache
 from hivemem_memcached.keys import derive_key
+from hivemem_memcached.testing import MemcachedServer
+from hivemem_redis.testing import RedisCluster, RedisServer
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RawCluster
 

@@ -47,7 +47,7 @@ def test_no_plaintext_in_the_sqlite_file(tmp_path, key1):
 
 
 def test_no_plaintext_in_redis(redis_server, key1, tmp_path):
-    from hivemem.testing.servers import redis_command
+    from hivemem_redis.testing import redis_command
 
     async def main():
         async with hivemem.open_memory(
