@@ -178,8 +178,9 @@ def test_batch_operations_are_one_backend_call_each(sqlite_url):
     async def main():
         async with hivemem.open_memory(sqlite_url, cache=[]) as mem:
             counter = Counting(mem.backend, "put_many", "get_many", "delete_many", "put", "get")
-            await mem.save_entities("q", {f"s{i}": {"v": i} for i in range(300)})
-            got = await mem.load_entities("q", [f"s{i}" for i in range(0, 300, 3)] + ["nope"])
+            seed = hivemem.SeedMemory(mem)
+            await seed.save_entities("q", {f"s{i}": {"v": i} for i in range(300)})
+            got = await seed.load_entities("q", [f"s{i}" for i in range(0, 300, 3)] + ["nope"])
             assert list(got) == [f"s{i}" for i in range(0, 300, 3)]
             assert got["s3"] == {"v": 3}
             assert await mem.delete_many("q", ["s0", "s1", "missing"]) == 2
@@ -272,13 +273,21 @@ def test_invalid_names_are_rejected_with_the_value():
         hivemem.open_memory("memory://", namespace="")
 
 
-def test_value_too_large_names_key_and_keeps_old_value():
-    class Small(MemoryBackend):
-        capabilities = Capabilities(max_value_size=200)
+class _Small(MemoryBackend):
+    """The memory backend with a declared value size limit."""
 
-    mem = hivemem.open_memory("memory://")
-    mem._core.backend = Small("memory://")  # same object model, a declared size limit
-    mem._core.max_value = 200
+    capabilities = Capabilities(max_value_size=200)
+
+
+class _SmallPlugin:
+    @hivemem.hookimpl
+    def hivemem_register_backends(self, register):
+        register("small", lambda url: _Small("memory://"), schemes=("small",))
+
+
+def test_value_too_large_names_key_and_keeps_old_value():
+    plugins = hivemem.make_plugins(plugins={"small": _SmallPlugin()})
+    mem = hivemem.open_memory("small://", plugins=plugins)
 
     async def main():
         async with mem:
@@ -491,7 +500,162 @@ def test_bookkeeping_stays_bounded_by_operations_in_flight():
                 await mem.get("k", f"id{i}")
                 await mem.delete("k", f"id{i}")
             await mem.get_many("k", [f"id{i}" for i in range(100)])
-            core = mem._core
-            assert core.epochs.watch == {} and core.writing == {} and core.inflight == {}
+            tiers = mem._tiers
+            assert tiers.epochs.watch == {} and tiers.writing == {} and tiers.inflight == {}
 
     arun(main())
+
+
+def test_update_that_gives_up_says_what_happened():
+    async def main():
+        async with hivemem.open_memory("memory://", cache=[]) as mem:
+            await mem.put("c", "x", 0)
+            original = mem.backend.get
+
+            async def read_then_someone_writes(ns, kind, id):
+                record = await original(ns, kind, id)
+                await mem.backend.put(ns, kind, id, record.value)  # another writer
+                return record
+
+            mem.backend.get = read_then_someone_writes  # type: ignore[method-assign]
+            with pytest.raises(ConflictError) as info:
+                await mem.update("c", "x", lambda v: v + 1, retries=3)
+            message = str(info.value)
+            assert "'c/x'" in message and "gave up after 3 attempts" in message
+            assert "version read -> version found: 1 -> 2, 2 -> 3, 3 -> 4)" in message
+            assert "-1" not in message
+            assert info.value.attempts == 3
+            assert info.value.versions == ((1, 2), (2, 3), (3, 4))
+            mem.backend.get = original  # type: ignore[method-assign]
+            assert await mem.get("c", "x") == 0  # no attempt's value was stored
+            assert mem.metrics()["operations"]["update"]["errors"] == 1
+
+    arun(main())
+
+
+#: every Memory operation and arguments that run it on a namespace holding one record
+OPERATIONS: dict[str, tuple[Any, ...]] = {
+    "put": ("k", "a", 1),
+    "get": ("k", "a"),
+    "get_versioned": ("k", "a"),
+    "update": ("k", "a", lambda v: v + 1),
+    "get_many": ("k", ["a", "b"]),
+    "put_many": ("k", {"b": 2}),
+    "list": ("k",),
+    "page": ("k",),
+    "list_ids": ("k",),
+    "kinds": (),
+    "append": ("s", 1.0),
+    "replace_series": ("s", [1.0, 2.0]),
+    "read_series": ("s",),
+    "series_names": (),
+    "aggregate_series": ("s",),
+    "incr": ("q", "a", "f"),
+    "counters": ("q", ["a"]),
+    "delete_counters": ("q", "a"),
+    "delete_series": ("s",),
+    "put_resource": ("r", "r1", b"x"),
+    "get_resource": ("r", "r1"),
+    "summary": (),
+    "stats": (),
+    "ping": (),
+    "clear_caches": (),
+    "rewrite": (),
+    "delete": ("k", "a"),
+    "delete_many": ("k", ["b"]),
+    "drop": (),
+}
+
+
+def test_every_operation_is_timed_and_counted():
+    import inspect
+
+    public = {
+        name
+        for name, fn in vars(hivemem.Memory).items()
+        if not name.startswith("_")
+        and name not in ("open", "close")
+        and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn))
+    }
+    assert public == set(OPERATIONS) | {"iter_pages"}
+
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            await mem.put("k", "a", 1)
+            for name, args in OPERATIONS.items():
+                await getattr(mem, name)(*args)
+            await mem.put_many("k", {"a": 1, "b": 2})
+            pages = [page async for page in mem.iter_pages("k", page_size=1)]
+            ops = mem.metrics()["operations"]
+            for name in OPERATIONS:
+                op = "list" if name == "page" else name
+                assert ops[op]["count"] >= 1 and ops[op]["p50_ms"] is not None, name
+            assert ops["iter_pages"]["count"] == len(pages) == 2
+            with pytest.raises(InvalidKey):
+                await mem.list_ids("")
+            assert ops["list_ids"]["errors"] == 0  # the dict above is a snapshot
+            assert mem.metrics()["operations"]["list_ids"]["errors"] == 1
+
+    arun(main())
+
+
+def test_seed_names_on_a_memory_still_work_with_a_deprecation_warning():
+    async def main():
+        async with hivemem.open_memory("memory://") as mem:
+            with pytest.warns(DeprecationWarning, match=r"SeedMemory\(memory\)\.save_entity"):
+                await mem.save_entity("user", "u1", {"n": 1})
+            with pytest.warns(DeprecationWarning, match="load_entities_by_prefix"):
+                assert await mem.load_entities_by_prefix("user", "u") == {"u1": {"n": 1}}
+            assert await mem.get("user", "u1") == {"n": 1}
+        assert not isinstance(mem, hivemem.DistributedMemoryBackend)
+        with pytest.raises(AttributeError, match="no attribute 'save_entitie'"):
+            mem.save_entitie  # noqa: B018 - only the seed's own names are forwarded
+
+    arun(main())
+
+
+def test_seed_adapter_wraps_a_memory_and_forwards_the_rest():
+    async def main():
+        mem = hivemem.open_memory("memory://", namespace="seed")
+        async with hivemem.SeedMemory(mem) as seed:
+            assert isinstance(seed, hivemem.DistributedMemoryBackend)
+            assert seed.memory is mem and seed.config is mem.config
+            await seed.save_entity("user", "u1", {"n": 1})
+            assert await seed.get("user", "u1") == {"n": 1}  # Memory's vocabulary too
+            await seed.save_learning_feedback("a1", "thumbs", {"up": True})
+            await seed.save_learning_feedback("a2", "thumbs", {"up": False})
+            feedback = await seed.get_learning_feedback(agent_name="a2")
+            assert [f["feedback_data"] for f in feedback] == [{"up": False}]
+            assert await seed.load_entities_by_type("user") == {"u1": {"n": 1}}
+        manager = hivemem.DistributedMemoryManager(memory_type="memory", config={})
+        assert isinstance(manager.backend, hivemem.SeedMemory)
+        assert manager.backend.memory is manager.memory
+        assert manager.namespace == "datamcp"
+
+    arun(main())
+
+
+def test_no_import_circle_between_the_facade_and_the_seed_api():
+    import ast
+    import pathlib
+
+    package = pathlib.Path(hivemem.__file__).parent
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((package / f"{module}.py").read_text())
+        found = set()
+        for node in tree.body:  # module level only (not TYPE_CHECKING blocks)
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                found |= {node.module} if node.module else {a.name for a in node.names}
+        return found
+
+    graph = {name: imports(name) for name in ("memory", "seed", "compat", "tiers", "parts")}
+    assert "compat" not in graph["memory"] and "memory" not in graph["seed"]
+    seen, stack = set(), ["memory"]
+    while stack:
+        module = stack.pop()
+        if module in seen or not (package / f"{module}.py").exists():
+            continue
+        seen.add(module)
+        stack += imports(module)
+    assert "compat" not in seen and "memory" not in (seen - {"memory"})

@@ -36,6 +36,7 @@ from .errors import (
 from .memory import Memory, MemorySummary, Page, RewriteReport, open_memory
 from .pipeline import Pipeline
 from .plugins import get_plugins, hookimpl, make_plugins
+from .seed import SeedMemory
 
 __version__ = "0.1.0"
 
@@ -65,6 +66,7 @@ __all__ = [
     "PluginNotFound",
     "Record",
     "RewriteReport",
+    "SeedMemory",
     "SerializationError",
     "SeriesEntry",
     "UnencryptedFrame",

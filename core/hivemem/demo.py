@@ -8,80 +8,112 @@ from collections.abc import Callable
 from typing import Any
 
 from .memory import Memory
+from .seed import SeedMemory
+
+Echo = Callable[[str], Any]
 
 
-async def run_demo(opener: Callable[..., Memory], echo: Callable[[str], Any]) -> None:
-    """Run the walk-through in the ``demo`` namespace (cleared first) and print each step."""
+class _Walk:
+    """One run of the walk-through: the memory (seed API over it) and where text goes."""
 
-    def show(label: str, value: Any) -> None:
-        echo(f"  {label}: {json.dumps(value, default=str, ensure_ascii=False)}")
+    def __init__(self, memory: SeedMemory, echo: Echo) -> None:
+        self.memory = memory
+        self.echo = echo
 
-    memory = opener(namespace="demo")
-    async with memory as mm:
-        echo(f"hivemem demo on {mm.config.url.split('?')[0]} (namespace 'demo')")
-        echo(f"  pipeline: {mm.pipeline.names}, caches: {[n for n, _ in mm.caches]}")
-        await mm.drop()
+    def show(self, label: str, value: Any) -> None:
+        self.echo(f"  {label}: {json.dumps(value, default=str, ensure_ascii=False)}")
 
-        echo("\n1. entities")
+    async def entities(self) -> None:
+        memory = self.memory
+        self.echo("\n1. entities")
         user = {
             "name": "John Doe",
             "email": "john@example.com",
             "preferences": {"theme": "dark", "language": "en"},
         }
-        await mm.save_entity("user", "user123", user)
-        show(
+        await memory.save_entity("user", "user123", user)
+        self.show(
             "save_entity('user', 'user123') then load_entity",
-            await mm.load_entity("user", "user123"),
+            await memory.load_entity("user", "user123"),
         )
-        show("delete_entity", await mm.delete_entity("user", "user123"))
-        show("load_entity after delete", await mm.load_entity("user", "user123"))
+        self.show("delete_entity", await memory.delete_entity("user", "user123"))
+        self.show("load_entity after delete", await memory.load_entity("user", "user123"))
 
-        echo("\n2. conversation history")
-        await mm.save_conversation_history(
+    async def conversation(self) -> None:
+        memory = self.memory
+        self.echo("\n2. conversation history")
+        await memory.save_conversation_history(
             [
                 {"role": "user", "content": "What is the capital of France?"},
                 {"role": "assistant", "content": "Paris."},
             ]
         )
-        await mm.append_message({"role": "user", "content": "And of Italy?"})
-        history = await mm.load_conversation_history()
-        show(f"{len(history)} messages, latest", history[-1])
+        await memory.append_message({"role": "user", "content": "And of Italy?"})
+        history = await memory.load_conversation_history()
+        self.show(f"{len(history)} messages, latest", history[-1])
 
-        echo("\n3. tool usage")
-        await mm.save_tool_usage("web_search", {"query": "capital of Italy"}, {"answer": "Rome"})
-        await mm.save_tool_usage("calculator", {"expression": "6*7"}, 42)
-        usage = await mm.load_tool_usage()
-        show("tools", sorted(usage))
-        show("calculator uses", [u["result"] for u in usage["calculator"]])
+    async def tools(self) -> None:
+        memory = self.memory
+        self.echo("\n3. tool usage")
+        await memory.save_tool_usage(
+            "web_search", {"query": "capital of Italy"}, {"answer": "Rome"}
+        )
+        await memory.save_tool_usage("calculator", {"expression": "6*7"}, 42)
+        usage = await memory.load_tool_usage()
+        self.show("tools", sorted(usage))
+        self.show("calculator uses", [use["result"] for use in usage["calculator"]])
 
-        echo("\n4. rewards saved per timestamp, read back by prefix")
+    async def rewards(self) -> None:
+        memory = self.memory
+        self.echo("\n4. rewards saved per timestamp, read back by prefix")
         base = int(time.time())
-        await mm.save_entities(
-            "reward",
-            {
-                f"agent1_{base + i}": {"reward": round(0.1 * i, 2), "timestamp": base + i}
-                for i in range(15)
-            },
-        )
-        first = await mm.load_entities_by_prefix("reward", "agent1_", limit=3)
-        newest = await mm.load_entities_by_prefix("reward", "agent1_", limit=3, newest=True)
-        show("first 3 ids (the seed's call: oldest)", list(first))
-        show("newest 3 ids (newest=True)", list(newest))
+        rewards = {
+            f"agent1_{base + i}": {"reward": round(0.1 * i, 2), "timestamp": base + i}
+            for i in range(15)
+        }
+        await memory.save_entities("reward", rewards)
+        first = await memory.load_entities_by_prefix("reward", "agent1_", limit=3)
+        newest = await memory.load_entities_by_prefix("reward", "agent1_", limit=3, newest=True)
+        self.show("first 3 ids (the seed's call: oldest)", list(first))
+        self.show("newest 3 ids (newest=True)", list(newest))
 
-        echo("\n5. Q-values updated atomically")
+    async def counters(self) -> None:
+        self.echo("\n5. Q-values updated atomically")
         for _ in range(3):
-            await mm.incr("q_table:agent1", "state-7", "left", 0.5)
-        show("counters", await mm.counters("q_table:agent1", ["state-7"]))
+            await self.memory.memory.incr("q_table:agent1", "state-7", "left", 0.5)
+        self.show("counters", await self.memory.memory.counters("q_table:agent1", ["state-7"]))
 
-        echo("\n6. summary")
-        echo(await mm.get_memory_summary())
+    async def summary(self) -> None:
+        self.echo("\n6. summary")
+        self.echo(await self.memory.get_memory_summary())
 
-        echo("7. metrics")
-        metrics = mm.metrics()
-        show(
-            "totals",
-            {k: metrics[k] for k in ("reads", "writes", "cache_hits", "cache_misses", "errors")},
-        )
-        for op, s in metrics["operations"].items():
-            echo(f"  {op:<16} n={s['count']:<3} p50={s['p50_ms']} ms  p99={s['p99_ms']} ms")
-        show("ping", await mm.ping())
+    async def metrics(self) -> None:
+        self.echo("7. metrics")
+        metrics = self.memory.memory.metrics()
+        totals = ("reads", "writes", "cache_hits", "cache_misses", "errors")
+        self.show("totals", {name: metrics[name] for name in totals})
+        for op, stats in metrics["operations"].items():
+            self.echo(
+                f"  {op:<16} n={stats['count']:<3} p50={stats['p50_ms']} ms  "
+                f"p99={stats['p99_ms']} ms"
+            )
+        self.show("ping", await self.memory.memory.ping())
+
+
+async def run_demo(opener: Callable[..., Memory], echo: Echo) -> None:
+    """Run the walk-through in the ``demo`` namespace (cleared first) and print each step."""
+    async with opener(namespace="demo") as memory:
+        echo(f"hivemem demo on {memory.config.url.split('?')[0]} (namespace 'demo')")
+        echo(f"  pipeline: {memory.pipeline.names}, caches: {[name for name, _ in memory.caches]}")
+        await memory.drop()
+        walk = _Walk(SeedMemory(memory), echo)
+        for step in (
+            walk.entities,
+            walk.conversation,
+            walk.tools,
+            walk.rewards,
+            walk.counters,
+            walk.summary,
+            walk.metrics,
+        ):
+            await step()
