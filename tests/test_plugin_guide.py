@@ -120,8 +120,8 @@ def test_usable_from_cli_and_open_memory(installed):
         "import asyncio, hivemem\n"
         "async def main():\n"
         "    async with hivemem.open_memory('dictstore://') as m:\n"
-        "        await m.save_entity('user', 'u1', {'n': 1})\n"
-        "        print(await m.load_entities_by_prefix('user', 'u'))\n"
+        "        await m.put('user', 'u1', {'n': 1})\n"
+        "        print(await m.list('user', 'u'))\n"
         "asyncio.run(main())\n"
     )
     r = subprocess.run(

@@ -49,8 +49,9 @@ WRITE = textwrap.dedent(
                 "conversation",
                 [{"role": "user", "content": f"{marker} {i}"} for i in range(entries)],
             )
+            seed = hivemem.SeedMemory(mem)
             for i in range(entries):
-                await mem.save_tool_usage("search", {"q": marker, "i": i}, {"hits": i})
+                await seed.save_tool_usage("search", {"q": marker, "i": i}, {"hits": i})
 
     asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))
     """
@@ -108,8 +109,8 @@ async def _read_everything(url: str, keys: str) -> dict[str, Any]:
         url, namespace=NS, cache=[], encryptor="fernet", codec_options={"fernet": {"keys": keys}}
     ) as mem:
         docs = await mem.list("doc")
-        conversation = await mem.load_conversation_history()
-        tools = (await mem.load_tool_usage("search"))["search"]
+        conversation = await hivemem.SeedMemory(mem).load_conversation_history()
+        tools = (await hivemem.SeedMemory(mem).load_tool_usage("search"))["search"]
         ttl = await mem.backend.get(NS, "doc", "ttl")
         assert ttl is not None and ttl.expires_at is not None
         return {

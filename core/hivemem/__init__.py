@@ -31,6 +31,7 @@ from .errors import (
     UnencryptedFrame,
     Unsupported,
     UntrustedCodec,
+    UpdateConflict,
     ValueTooLarge,
 )
 from .memory import Memory, MemorySummary, Page, RewriteReport, open_memory
@@ -72,6 +73,7 @@ __all__ = [
     "UnencryptedFrame",
     "Unsupported",
     "UntrustedCodec",
+    "UpdateConflict",
     "ValueTooLarge",
     "__version__",
     "get_plugins",

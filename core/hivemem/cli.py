@@ -24,6 +24,7 @@ from .errors import HivememError
 from .memory import Memory, MemorySummary, RewriteReport, open_memory
 from .plugins import get_plugins
 from .redact import scrub, secrets_of
+from .seed import SeedMemory
 
 T = TypeVar("T")
 
@@ -266,13 +267,15 @@ def delete(kind: str, id: str) -> None:
 def ls(kind: str, prefix: str, limit: int, newest: bool, values: bool) -> None:
     """List ids of KIND starting with PREFIX, in id order."""
 
-    async def go(m: Memory) -> Any:
+    async def listing(memory: Memory) -> Any:
         if values:
-            return await m.load_entities_by_prefix(kind, prefix, limit, newest=newest)
-        ids = await m.list_ids(kind, prefix, limit=limit, reverse=newest)
+            return await SeedMemory(memory).load_entities_by_prefix(
+                kind, prefix, limit, newest=newest
+            )
+        ids = await memory.list_ids(kind, prefix, limit=limit, reverse=newest)
         return ids[::-1] if newest else ids
 
-    result = run(go)
+    result = run(listing)
     if values:
         emit(
             result, "\n".join(f"{k}\t{json.dumps(v, default=_default)}" for k, v in result.items())

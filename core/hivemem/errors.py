@@ -7,7 +7,7 @@ a secret (passwords, encryption keys): messages go to logs and terminals.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 
 class HivememError(Exception):
@@ -170,6 +170,26 @@ class ConflictError(HivememError):
         )
 
 
+class UpdateConflict(ConflictError):
+    """``Memory.update`` gave up: every attempt lost its compare-and-set to another writer.
+
+    ``attempts``: how many were made; ``versions``: ``(read, found)`` of the last ones.
+    """
+
+    def __init__(self, key: str, attempts: int, versions: Sequence[tuple[int, int | None]]) -> None:
+        read, found = versions[-1] if versions else (0, None)
+        super().__init__(key, read, found)
+        self.attempts, self.versions = attempts, tuple(versions)
+        seen = ", ".join(
+            f"{read} -> {'deleted' if found is None else found}" for read, found in self.versions
+        )
+        self.args = (
+            f"update of {key!r} gave up after {attempts} attempts: each time another writer "
+            f"changed the record between the read and the write (version read -> version "
+            f"found: {seen}); retry later or pass a larger retries=",
+        )
+
+
 class PluginError(HivememError):
     """A plugin failed while being built or opened (names the plugin; never a secret)."""
 
@@ -215,5 +235,6 @@ __all__ = [
     "UnencryptedFrame",
     "Unsupported",
     "UntrustedCodec",
+    "UpdateConflict",
     "ValueTooLarge",
 ]

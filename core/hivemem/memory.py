@@ -27,7 +27,7 @@ from . import maintenance
 from .backend import Backend, SeriesEntry, check_ttl
 from .cache import Cache
 from .config import MemoryConfig, load_config, mask_url
-from .errors import BackendUnavailable, ConflictError
+from .errors import BackendUnavailable, ConflictError, UpdateConflict
 from .frames import Frames, Page, RecordReader
 from .instrument import measured, measured_pages
 from .maintenance import MemorySummary, RewriteReport
@@ -41,26 +41,6 @@ from .tiers import MISSING, Tiers
 
 #: the cache key of a record (kept under its old name for callers of ``hivemem.memory``)
 _cache_key = cache_key
-
-
-class UpdateConflict(ConflictError):
-    """:meth:`Memory.update` gave up: every attempt lost its compare-and-set to another writer.
-
-    ``attempts``: how many were made; ``versions``: ``(read, found)`` of the last ones.
-    """
-
-    def __init__(self, key: str, attempts: int, versions: Sequence[tuple[int, int | None]]) -> None:
-        read, found = versions[-1] if versions else (0, None)
-        super().__init__(key, read, found)
-        self.attempts, self.versions = attempts, tuple(versions)
-        seen = ", ".join(
-            f"{read} -> {'deleted' if found is None else found}" for read, found in self.versions
-        )
-        self.args = (
-            f"update of {key!r} gave up after {attempts} attempts: each time another writer "
-            f"changed the record between the read and the write (version read -> version "
-            f"found: {seen}); retry later or pass a larger retries=",
-        )
 
 
 class Memory:
