@@ -64,6 +64,7 @@ from hivemem_fernet import generate_key
 from hivemem_memcached import MemcachedCache
 from hivemem_memcached.keys import derive_key
 from hivemem_memcached.testing import MemcachedServer
+from hivemem_redis.backend import RedisBackend
 from hivemem_redis.testing import RedisCluster, RedisServer
 from redis.cluster import ClusterNode
 from redis.cluster import RedisCluster as RawCluster
@@ -492,7 +493,9 @@ async def test_corrupt_redis_record_header_is_a_frame_error_naming_the_record(
         await seed(memory, config)
         frame = memory.pipeline.encode(CHOSEN, LABEL)
         await memory.backend.put(memory.namespace, KIND, BAD, frame)  # indexed like any record
-        record_key = memory.backend.layout.kind(memory.namespace, KIND).record(BAD)  # type: ignore[attr-defined]
+        backend = memory.backend
+        assert isinstance(backend, RedisBackend)
+        record_key = backend.layout.kind(memory.namespace, KIND).record(BAD)
         assert redis_store.raw.exists(record_key)
         assert redis_store.raw.set(record_key, HEADERS[case](frame))
 
