@@ -270,7 +270,10 @@ class TestLegacySerializer(CodecSuite):
     """The whole codec kit against the duck-typed serializer (no extra JSON types)."""
 
     extended_types = False
-    not_applicable = NOT_FOR_SERIALIZERS
+    not_applicable = {
+        **NOT_FOR_SERIALIZERS,
+        "test_documented_types_round_trip": "the legacy serializer claims no extra types",
+    }
 
     @pytest.fixture
     def codec_kind(self) -> str:
