@@ -41,6 +41,7 @@ import abc
 import functools
 import inspect
 import math
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -169,6 +170,8 @@ OPTIONAL: tuple[str, ...] = ("open", "rewrite_series", "purge_residue", "subscri
 GUARDED: frozenset[str] = frozenset(PRIMITIVES + DEFAULTS + OPTIONAL) - {"open", "close"}
 
 _NEW, _OPEN, _CLOSED = "new", "open", "closed"
+#: the wrappers made by the guards below (so a subclass's inherited wrapper is not wrapped again)
+_GUARDED_FUNCTIONS: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 _SCAN_PAGE = 500
 
 
@@ -194,7 +197,7 @@ def _guard(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             check_ttl(kwargs["ttl"])
         return await fn(self, *args, **kwargs)
 
-    guarded.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    _GUARDED_FUNCTIONS.add(guarded)
     return guarded
 
 
@@ -212,7 +215,7 @@ def _guard_open(fn: Callable[..., Any]) -> Callable[..., Any]:
             self._lifecycle = _NEW
             raise
 
-    open.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    _GUARDED_FUNCTIONS.add(open)
     return open
 
 
@@ -226,7 +229,7 @@ def _guard_close(fn: Callable[..., Any]) -> Callable[..., Any]:
         finally:
             self._lifecycle = _CLOSED
 
-    close.__hivemem_guarded__ = True  # type: ignore[attr-defined]
+    _GUARDED_FUNCTIONS.add(close)
     return close
 
 
@@ -265,9 +268,7 @@ class Backend(abc.ABC):
         ):
             cls.scan = Backend._scan_from_listing  # type: ignore[method-assign]
         for name, value in list(own.items()):
-            if getattr(value, "__hivemem_guarded__", False) or not inspect.iscoroutinefunction(
-                value
-            ):
+            if value in _GUARDED_FUNCTIONS or not inspect.iscoroutinefunction(value):
                 continue
             if name == "open":
                 setattr(cls, name, _guard_open(value))
