@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import marshal
 import pickle
-from collections.abc import Awaitable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from .cache import Cache, InProcessCache
@@ -474,17 +474,30 @@ class Tiers:
     def _local_many(self, keys: Mapping[str, str], found: dict[str, Any]) -> list[str]:
         missing = list(keys)
         for name, cache in self.local:
-            still = []
-            for id in missing:
-                snap = cache.get_now(keys[id])
-                if snap is None:
-                    self.metrics.miss(name)
-                    still.append(id)
-                else:
-                    self.metrics.hit(name)
-                    found[id] = restore(snap)
-            missing = still
+            hits, missing = self._split(name, keys, missing, cache.get_now)
+            for id, snap in hits:
+                found[id] = restore(snap)
         return missing
+
+    def _split(
+        self,
+        tier: str,
+        keys: Mapping[str, str],
+        missing: list[str],
+        lookup: Callable[[str], bytes | None],
+    ) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """``(hits, still missing)`` of one tier for ``missing``, counted in the metrics."""
+        hits: list[tuple[str, bytes]] = []
+        still: list[str] = []
+        for id in missing:
+            item = lookup(keys[id])
+            if item is None:
+                self.metrics.miss(tier)
+                still.append(id)
+            else:
+                self.metrics.hit(tier)
+                hits.append((id, item))
+        return hits, still
 
     async def _remote_many(
         self,
@@ -500,18 +513,11 @@ class Tiers:
                 got = await cache.get_many([keys[id] for id in missing])
             except Exception:
                 got = {}
-            still = []
-            for id in missing:
-                frame = got.get(keys[id])
-                if frame is None:
-                    self.metrics.miss(name)
-                    still.append(id)
-                else:
-                    self.metrics.hit(name)
-                    found[id] = await self._decode_fill(
-                        source.decode(kind, frame, id), keys[id], since[id]
-                    )
-            missing = still
+            hits, missing = self._split(name, keys, missing, got.get)
+            for id, frame in hits:
+                found[id] = await self._decode_fill(
+                    source.decode(kind, frame, id), keys[id], since[id]
+                )
         return missing
 
     async def _fetch_many(
